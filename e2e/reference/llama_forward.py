@@ -1,0 +1,128 @@
+"""Independent reference forward pass for llama-architecture GGUF models.
+
+Reads the file with llama.cpp's own `gguf` package, dequantizes every tensor
+with `gguf.quants.dequantize`, and runs the transformer in float64 numpy, the
+way llama.cpp's llama graph does (RMSNorm, NORM-style RoPE on adjacent pairs,
+GQA causal attention, SwiGLU, tied or separate output head).
+
+Usage: llama_forward.py MODEL [--q8-activations] < sequences.json
+
+--q8-activations rounds the input of every matmul with a quantized weight
+(Q4_0, Q4_1, Q8_0) to int8 blocks of 32 with scale max|x|/127, as llama.cpp's
+CPU backend (and ours) does, to separate that rounding from other differences.
+stdin: a JSON list of sequences, each a list of token ids.
+stdout: float32 little-endian logits of every position of every sequence, in
+order, each row n_vocab wide.
+"""
+
+import json
+import sys
+
+import numpy as np
+from gguf import GGUFReader
+from gguf.quants import dequantize
+
+
+def field(reader, key, default=None):
+    f = reader.fields.get(key)
+    if f is None:
+        return default
+    return f.contents()
+
+
+def main():
+    path = sys.argv[1]
+    q8_acts = "--q8-activations" in sys.argv[2:]
+    sequences = json.load(sys.stdin)
+    r = GGUFReader(path)
+    arch = field(r, "general.architecture")
+    assert arch == "llama", f"reference supports llama only, got {arch}"
+    n_layer = field(r, f"{arch}.block_count")
+    n_embd = field(r, f"{arch}.embedding_length")
+    n_head = field(r, f"{arch}.attention.head_count")
+    n_head_kv = field(r, f"{arch}.attention.head_count_kv", n_head)
+    eps = field(r, f"{arch}.attention.layer_norm_rms_epsilon")
+    base = field(r, f"{arch}.rope.freq_base", 10000.0)
+    head_dim = n_embd // n_head
+    n_rot = field(r, f"{arch}.rope.dimension_count", head_dim)
+
+    tensors = {t.name: t for t in r.tensors}
+    assert "rope_freqs.weight" not in tensors, "RoPE frequency factors are not modelled here"
+    assert field(r, f"{arch}.rope.scale_linear") is None, "RoPE scaling is not modelled here"
+    cache = {}
+
+    def w(name):
+        if name not in cache:
+            t = tensors[name]
+            cache[name] = dequantize(t.data, t.tensor_type).astype(np.float64)
+        return cache[name]
+
+    quantized = {"Q4_0", "Q4_1", "Q8_0"}
+
+    def q8(x):
+        rows = x.reshape(-1, 32)
+        d = np.abs(rows).max(axis=1, keepdims=True) / 127.0
+        safe = np.where(d == 0, 1.0, d)
+        q = np.trunc(rows / safe + np.copysign(0.5, rows))  # roundf: half away from zero
+        return (q * d).reshape(x.shape)
+
+    def mm(x, name):
+        """x @ W.T for weight `name`, with the activation rounding if asked."""
+        if q8_acts and tensors[name].tensor_type.name in quantized:
+            x = q8(x)
+        return x @ w(name).T
+
+    def rms_norm(x, weight):
+        return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * weight
+
+    def rope(x, positions):
+        # x: (T, heads, head_dim); rotate pairs (2i, 2i+1) of the first n_rot dims.
+        out = x.copy()
+        inv = base ** (-np.arange(0, n_rot, 2, dtype=np.float64) / n_rot)
+        ang = positions[:, None] * inv[None, :]  # (T, n_rot/2)
+        cos = np.cos(ang)[:, None, :]
+        sin = np.sin(ang)[:, None, :]
+        x0 = x[..., 0:n_rot:2]
+        x1 = x[..., 1:n_rot:2]
+        out[..., 0:n_rot:2] = x0 * cos - x1 * sin
+        out[..., 1:n_rot:2] = x0 * sin + x1 * cos
+        return out
+
+    def forward(tokens):
+        T = len(tokens)
+        pos = np.arange(T, dtype=np.float64)
+        emb = w("token_embd.weight")  # (n_vocab, n_embd)
+        x = emb[np.array(tokens, dtype=np.int64)]
+        mask = np.triu(np.full((T, T), -np.inf), k=1)
+        group = n_head // n_head_kv
+
+        for i in range(n_layer):
+            p = f"blk.{i}."
+            h = rms_norm(x, w(p + "attn_norm.weight"))
+            q = mm(h, p + "attn_q.weight").reshape(T, n_head, head_dim)
+            k = mm(h, p + "attn_k.weight").reshape(T, n_head_kv, head_dim)
+            v = mm(h, p + "attn_v.weight").reshape(T, n_head_kv, head_dim)
+            q = rope(q, pos)
+            k = rope(k, pos)
+            att = np.empty((T, n_head, head_dim))
+            for hd in range(n_head):
+                kv = hd // group
+                s = (q[:, hd, :] @ k[:, kv, :].T) / np.sqrt(head_dim) + mask
+                s = np.exp(s - s.max(axis=-1, keepdims=True))
+                s /= s.sum(axis=-1, keepdims=True)
+                att[:, hd, :] = s @ v[:, kv, :]
+            x = x + mm(att.reshape(T, n_embd), p + "attn_output.weight")
+            h = rms_norm(x, w(p + "ffn_norm.weight"))
+            g = mm(h, p + "ffn_gate.weight")
+            u = mm(h, p + "ffn_up.weight")
+            x = x + mm((g / (1.0 + np.exp(-g))) * u, p + "ffn_down.weight")
+
+        x = rms_norm(x, w("output_norm.weight"))
+        return mm(x, "output.weight" if "output.weight" in tensors else "token_embd.weight")
+
+    for tokens in sequences:
+        sys.stdout.buffer.write(forward(tokens).astype("<f4").tobytes())
+
+
+if __name__ == "__main__":
+    main()

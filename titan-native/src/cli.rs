@@ -1,0 +1,142 @@
+//! Command-line interface of the `titan` binary.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+
+use crate::commands;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "titan",
+    version,
+    about = "Shard titan: holds the big model and verifies drafts on the CPU"
+)]
+pub struct Cli {
+    /// Log filter for stderr (e.g. info, debug, titan_native=trace); also RUST_LOG.
+    #[arg(long, global = true)]
+    pub log: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Architecture, shapes, tensor types and tokenizer of a GGUF file.
+    Inspect(InspectArgs),
+    /// Complete a prompt (stdout: the completion; stderr: logs).
+    Generate(GenerateArgs),
+    /// Chat interactively on the terminal.
+    Chat(ChatArgs),
+    /// Perplexity over a text file, as llama.cpp's llama-perplexity computes it.
+    Perplexity(PerplexityArgs),
+    /// Prefill, decode and verify-pass speed on this machine.
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ModelArgs {
+    /// A GGUF file, or a short name (smollm2-135m).
+    #[arg(long, short)]
+    pub model: String,
+    /// Compute threads (default: one per core).
+    #[arg(long, short = 't', default_value_t = 0)]
+    pub threads: usize,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SamplingArgs {
+    /// 0 is greedy decoding.
+    #[arg(long, default_value_t = 0.8)]
+    pub temperature: f32,
+    #[arg(long, default_value_t = 0.95)]
+    pub top_p: f32,
+    /// 0 disables top-k.
+    #[arg(long, default_value_t = 40)]
+    pub top_k: usize,
+    /// Seed of the sampler (default: random; printed in --json stats).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    #[arg(long, default_value_t = 256)]
+    pub max_tokens: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// A GGUF file, or a short name (smollm2-135m).
+    pub model: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[arg(long, short)]
+    pub prompt: String,
+    /// Wrap the prompt in the model's chat template as a user message.
+    #[arg(long)]
+    pub chat: bool,
+    /// System message for --chat (default: the template's own).
+    #[arg(long, requires = "chat")]
+    pub system: Option<String>,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    /// Print one JSON object with text, tokens and stats instead of streaming text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ChatArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[arg(long)]
+    pub system: Option<String>,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct PerplexityArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// UTF-8 text file to score.
+    #[arg(long, short)]
+    pub file: PathBuf,
+    /// Window size in tokens; each window is scored on its second half.
+    #[arg(long, default_value_t = 512)]
+    pub ctx: usize,
+    /// Score at most this many windows (default: all).
+    #[arg(long)]
+    pub chunks: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Prompt length for the prefill measurement and the verify-pass context.
+    #[arg(long, default_value_t = 128)]
+    pub prompt_tokens: usize,
+    /// Tokens decoded for the decode measurement.
+    #[arg(long, default_value_t = 64)]
+    pub gen_tokens: usize,
+    /// Repetitions of each measurement (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    pub reps: usize,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Inspect(a) => commands::inspect::run(a),
+        Command::Generate(a) => commands::generate::run(a),
+        Command::Chat(a) => commands::chat::run(a),
+        Command::Perplexity(a) => commands::perplexity::run(a),
+        Command::Bench(a) => commands::bench::run(a),
+    }
+}

@@ -1,0 +1,122 @@
+//! `titan generate`: one completion, streamed to stdout or as one JSON object.
+
+use std::io::Write;
+
+use anyhow::{Result, bail};
+use serde_json::json;
+use shared_protocol::chat::ChatMessage;
+use shared_protocol::tokenizer::StreamDecoder;
+
+use crate::cli::GenerateArgs;
+use crate::engine::Model;
+use crate::generate::{GenerationOptions, generate};
+
+pub fn run(args: GenerateArgs) -> Result<()> {
+    if args.prompt.trim().is_empty() {
+        bail!("the prompt is empty");
+    }
+    let sampling = super::sampling_params(&args.sampling)?;
+    let model = super::load_model(&args.model)?;
+    let prompt = prompt_tokens(&model, &args.prompt, args.chat, args.system.as_deref())?;
+    if prompt.len() >= model.config.n_ctx {
+        bail!(
+            "the prompt is {} tokens long; the model's context is {} tokens",
+            prompt.len(),
+            model.config.n_ctx
+        );
+    }
+    let options = GenerationOptions {
+        max_tokens: args.sampling.max_tokens,
+        sampling,
+    };
+    let mut session = model.new_session();
+    let mut decoder = StreamDecoder::new();
+    let mut stdout = std::io::stdout().lock();
+    let mut text = String::new();
+    let mut write_error = None;
+    let generation = generate(&model, &mut session, &prompt, &options, |token| {
+        let piece = decoder.push(&model.tokenizer, token);
+        text.push_str(&piece);
+        if !args.json
+            && let Err(e) = stdout
+                .write_all(piece.as_bytes())
+                .and_then(|()| stdout.flush())
+        {
+            write_error = Some(e);
+            return false;
+        }
+        true
+    })?;
+    if let Some(e) = write_error {
+        return Err(e.into());
+    }
+    let tail = decoder.finish();
+    text.push_str(&tail);
+
+    let prefill_secs = generation.prefill_time.as_secs_f64();
+    let decode_secs = generation.decode_time.as_secs_f64();
+    let stats = json!({
+        "prompt_tokens": prompt.len(),
+        "generated_tokens": generation.tokens.len(),
+        "prefill_seconds": prefill_secs,
+        "prefill_tokens_per_second": rate(generation.prompt_computed, prefill_secs),
+        "decode_seconds": decode_secs,
+        "decode_tokens_per_second": rate(generation.decode_passes, decode_secs),
+        "finish_reason": generation.finish,
+        "seed": sampling.seed,
+        "temperature": sampling.temperature,
+        "threads": model.threads(),
+    });
+    if args.json {
+        let out = json!({ "text": text, "tokens": generation.tokens, "stats": stats });
+        writeln!(stdout, "{out}")?;
+    } else {
+        writeln!(stdout, "{tail}")?;
+        tracing::info!(%stats, "done");
+    }
+    Ok(())
+}
+
+fn rate(n: usize, secs: f64) -> f64 {
+    if secs > 0.0 { n as f64 / secs } else { 0.0 }
+}
+
+/// The prompt as tokens: raw text (plus BOS where the model wants it), or a
+/// user turn in the model's chat template.
+pub(crate) fn prompt_tokens(
+    model: &Model,
+    prompt: &str,
+    chat: bool,
+    system: Option<&str>,
+) -> Result<Vec<u32>> {
+    let text = if chat {
+        let mut messages = Vec::new();
+        if let Some(system) = system {
+            messages.push(ChatMessage {
+                role: "system".into(),
+                content: system.into(),
+            });
+        }
+        messages.push(ChatMessage {
+            role: "user".into(),
+            content: prompt.into(),
+        });
+        super::chat::render(model, &messages)
+    } else {
+        prompt.to_owned()
+    };
+    Ok(prompt_tokens_from_text(model, &text))
+}
+
+/// Tokenizes prompt text, with BOS first where the model wants it. Special
+/// tokens written in the text (as chat templates produce) are recognised.
+pub(crate) fn prompt_tokens_from_text(model: &Model, text: &str) -> Vec<u32> {
+    let mut tokens = Vec::new();
+    if model.tokenizer.add_bos()
+        && let Some(bos) = model.tokenizer.bos()
+    {
+        tokens.push(bos);
+    }
+    tokens.extend(model.tokenizer.encode(text, true));
+    tokens
+}

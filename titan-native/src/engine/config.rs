@@ -1,0 +1,143 @@
+//! Hyperparameters of a llama-architecture model, read from GGUF metadata.
+
+use shared_protocol::gguf::GgufFile;
+
+use super::ModelError;
+
+/// What the forward pass needs to know about the model's shape. Keys are
+/// `<arch>.<name>` as llama.cpp writes them (`llama.block_count`, ...).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LlamaConfig {
+    pub architecture: String,
+    pub n_layer: usize,
+    pub n_embd: usize,
+    pub n_ff: usize,
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    pub head_dim: usize,
+    /// Leading dimensions of each head that RoPE rotates (`rope.dimension_count`).
+    pub n_rot: usize,
+    /// Context length the model was trained for; also our KV-cache bound.
+    pub n_ctx: usize,
+    pub n_vocab: usize,
+    pub rms_eps: f32,
+    pub rope_base: f32,
+    /// Linear RoPE scaling: positions are divided by this factor.
+    pub rope_scale: f32,
+}
+
+/// Refuse shapes no real model has before sizing any buffer by them.
+const MAX_DIM: u64 = 1 << 20;
+const MAX_LAYERS: u64 = 1024;
+const MAX_CTX: u64 = 1 << 24;
+
+impl LlamaConfig {
+    pub fn from_gguf(file: &GgufFile<'_>) -> Result<Self, ModelError> {
+        let arch = file.architecture()?.to_owned();
+        if arch != "llama" {
+            return Err(ModelError::UnsupportedArchitecture(arch));
+        }
+        let key = |name: &str| format!("{arch}.{name}");
+        let dim = |name: &str, max: u64| -> Result<usize, ModelError> {
+            let k = key(name);
+            let v = file.require_u64(&k)?;
+            if v == 0 || v > max {
+                return Err(ModelError::BadHyperparameter {
+                    key: k,
+                    value: v.to_string(),
+                });
+            }
+            Ok(v as usize)
+        };
+        let n_layer = dim("block_count", MAX_LAYERS)?;
+        let n_embd = dim("embedding_length", MAX_DIM)?;
+        let n_ff = dim("feed_forward_length", MAX_DIM)?;
+        let n_head = dim("attention.head_count", MAX_DIM)?;
+        let n_head_kv = match file.get_u64(&key("attention.head_count_kv"))? {
+            None => n_head,
+            Some(_) => dim("attention.head_count_kv", MAX_DIM)?,
+        };
+        let n_ctx = dim("context_length", MAX_CTX)?;
+        if n_embd % n_head != 0 || n_head % n_head_kv != 0 {
+            return Err(ModelError::BadHyperparameter {
+                key: key("attention.head_count"),
+                value: format!(
+                    "{n_head} heads, {n_head_kv} KV heads for embedding length {n_embd}"
+                ),
+            });
+        }
+        let head_dim = match file.get_u64(&key("attention.key_length"))? {
+            Some(k) if k as usize != n_embd / n_head => {
+                return Err(ModelError::BadHyperparameter {
+                    key: key("attention.key_length"),
+                    value: format!("{k} (separate head sizes are not supported)"),
+                });
+            }
+            _ => n_embd / n_head,
+        };
+        let n_rot = match file.get_u64(&key("rope.dimension_count"))? {
+            None => head_dim,
+            Some(r) if r as usize <= head_dim && r % 2 == 0 => r as usize,
+            Some(r) => {
+                return Err(ModelError::BadHyperparameter {
+                    key: key("rope.dimension_count"),
+                    value: r.to_string(),
+                });
+            }
+        };
+        let rms_eps = file
+            .get_f64(&key("attention.layer_norm_rms_epsilon"))?
+            .unwrap_or(1e-5) as f32;
+        let rope_base = file.get_f64(&key("rope.freq_base"))?.unwrap_or(10_000.0) as f32;
+        let rope_scale = match file.get_f64(&key("rope.scale_linear"))? {
+            Some(s) => s as f32,
+            None => match file.get_str(&key("rope.scaling.type"))? {
+                Some("linear") => file
+                    .get_f64(&key("rope.scaling.factor"))?
+                    .map_or(1.0, |f| f as f32),
+                Some("none") | None => 1.0,
+                // "yarn" and friends change more than a factor; refuse rather
+                // than compute something subtly wrong.
+                Some(other) => {
+                    return Err(ModelError::BadHyperparameter {
+                        key: key("rope.scaling.type"),
+                        value: format!("{other} (supported: none, linear)"),
+                    });
+                }
+            },
+        };
+        for (k, v) in [
+            ("rms epsilon", rms_eps),
+            ("rope base", rope_base),
+            ("rope scale", rope_scale),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(ModelError::BadHyperparameter {
+                    key: k.into(),
+                    value: v.to_string(),
+                });
+            }
+        }
+        let n_vocab = file.require_tensor("token_embd.weight")?.n_rows() as usize;
+        Ok(Self {
+            architecture: arch,
+            n_layer,
+            n_embd,
+            n_ff,
+            n_head,
+            n_head_kv,
+            head_dim,
+            n_rot,
+            n_ctx,
+            n_vocab,
+            rms_eps,
+            rope_base,
+            rope_scale,
+        })
+    }
+
+    /// Width of the K and V projections.
+    pub fn kv_dim(&self) -> usize {
+        self.n_head_kv * self.head_dim
+    }
+}

@@ -1,0 +1,174 @@
+//! Opening a model file: memory map, validation, tokenizer, thread pool.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use memmap2::Mmap;
+use shared_protocol::chat::ChatTemplate;
+use shared_protocol::gguf::GgufFile;
+use shared_protocol::tokenizer::Tokenizer;
+
+use super::{LlamaConfig, LlamaWeights, ModelError};
+
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    /// Compute threads; 0 means one per available core.
+    pub threads: usize,
+    /// Show a progress bar on stderr while the file is paged in.
+    pub progress: bool,
+    /// Convert every weight to F32 at load so no activation is quantized:
+    /// slow and 4 bytes per weight, for checking against float references.
+    pub dequantize_weights: bool,
+}
+
+/// Where the weight bytes live: the mapped file, or an owned copy converted
+/// at load.
+enum WeightBytes {
+    Mapped(Mmap),
+    Owned(Vec<u8>),
+}
+
+/// A loaded model: the mapped file, where its weights are, its tokenizer and
+/// the thread pool its kernels run on.
+pub struct Model {
+    store: WeightBytes,
+    pub path: PathBuf,
+    pub config: LlamaConfig,
+    pub weights: LlamaWeights,
+    pub tokenizer: Tokenizer,
+    /// The chat template from the file, or why it could not be used.
+    pub chat_template: Result<ChatTemplate, String>,
+    pub(super) pool: rayon::ThreadPool,
+    pub(super) rope: super::ops::Rope,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("path", &self.path)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Model {
+    pub fn load(path: &Path, options: &LoadOptions) -> Result<Self, ModelError> {
+        let started = Instant::now();
+        let map = map_file(path)?;
+        let gguf = GgufFile::parse(&map)?;
+        let config = LlamaConfig::from_gguf(&gguf)?;
+        let mut weights = LlamaWeights::from_gguf(&gguf, &config)?;
+        let tokenizer = Tokenizer::from_gguf(&gguf)?;
+        if tokenizer.vocab_size() > config.n_vocab {
+            return Err(ModelError::VocabMismatch {
+                tokenizer: tokenizer.vocab_size(),
+                model: config.n_vocab,
+            });
+        }
+        let chat_template = ChatTemplate::from_gguf(&gguf).map_err(|e| e.to_string());
+        drop(gguf);
+
+        let store = if options.dequantize_weights {
+            let (bytes, converted) = weights.dequantized(&map);
+            weights = converted;
+            WeightBytes::Owned(bytes)
+        } else {
+            page_in(&map, options.progress);
+            WeightBytes::Mapped(map)
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(options.threads)
+            .thread_name(|i| format!("titan-compute-{i}"))
+            .build()
+            .map_err(|e| ModelError::ThreadPool(e.to_string()))?;
+        let rope = super::ops::Rope::new(
+            config.head_dim,
+            config.n_rot,
+            config.rope_base,
+            config.rope_scale,
+            weights.rope_freqs.as_deref(),
+        );
+        tracing::info!(
+            path = %path.display(),
+            layers = config.n_layer,
+            embd = config.n_embd,
+            vocab = config.n_vocab,
+            threads = pool.current_num_threads(),
+            kernels = kernels_cpu::active_path(),
+            secs = started.elapsed().as_secs_f32(),
+            "model loaded"
+        );
+        Ok(Self {
+            store,
+            path: path.to_owned(),
+            config,
+            weights,
+            tokenizer,
+            chat_template,
+            pool,
+            rope,
+        })
+    }
+
+    /// The bytes [`TensorRef`](super::TensorRef) offsets point into.
+    pub fn bytes(&self) -> &[u8] {
+        match &self.store {
+            WeightBytes::Mapped(map) => map,
+            WeightBytes::Owned(bytes) => bytes,
+        }
+    }
+
+    pub fn threads(&self) -> usize {
+        self.pool.current_num_threads()
+    }
+
+    /// Bytes of weights one forward pass reads (every matrix once, plus one
+    /// embedding row per token, which is negligible).
+    pub fn weight_bytes_per_pass(&self) -> usize {
+        self.weights.matrices().map(|t| t.len).sum()
+    }
+}
+
+/// Maps a file read-only.
+pub fn map_file(path: &Path) -> Result<Mmap, ModelError> {
+    let io = |source| ModelError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let file = File::open(path).map_err(io)?;
+    // SAFETY: the map is read-only and private to this process. If another
+    // process truncates or rewrites the file while we run, reads may fault or
+    // see new bytes; model files are not modified in place in practice, and
+    // llama.cpp makes the same trade.
+    unsafe { Mmap::map(&file) }.map_err(io)
+}
+
+/// Touches every page so the first forward pass does not stall on page
+/// faults, with a progress bar when asked.
+fn page_in(map: &Mmap, progress: bool) {
+    let _ = map.advise(memmap2::Advice::WillNeed);
+    let bar = if progress {
+        let bar = indicatif::ProgressBar::new(map.len() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "loading {bar:40} {bytes}/{total_bytes} ({bytes_per_sec})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    const PAGE: usize = 4096;
+    const CHUNK: usize = 8 << 20;
+    let mut sum = 0u8;
+    for chunk in map.chunks(CHUNK) {
+        for page in chunk.chunks(PAGE) {
+            sum = sum.wrapping_add(page[0]);
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    std::hint::black_box(sum);
+    bar.finish_and_clear();
+}

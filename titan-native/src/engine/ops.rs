@@ -1,0 +1,163 @@
+//! The small element-wise operations of the llama graph, in f32.
+//!
+//! These touch activations only (a few KB per token), so plain loops written
+//! to auto-vectorize are enough; the weight-bound work is in `kernels-cpu`.
+
+/// Eight independent partial sums so the compiler can vectorize the
+/// reduction without reassociating floats itself.
+#[inline]
+pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    debug_assert_eq!(a.len(), b.len());
+    let mut acc = [0f32; 8];
+    let chunks = a.len() / 8;
+    for c in 0..chunks {
+        let (x, y) = (&a[c * 8..c * 8 + 8], &b[c * 8..c * 8 + 8]);
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let mut tail = 0f32;
+    for i in chunks * 8..a.len() {
+        tail += a[i] * b[i];
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
+/// `y += a * x`
+#[inline]
+pub(super) fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+    for (y, x) in y.iter_mut().zip(x) {
+        *y += a * x;
+    }
+}
+
+/// `out = x / sqrt(mean(x²) + eps) * weight`
+pub(super) fn rms_norm(out: &mut [f32], x: &[f32], weight: &[f32], eps: f32) {
+    let ss = dot(x, x) / x.len() as f32;
+    let scale = 1.0 / (ss + eps).sqrt();
+    for ((o, x), w) in out.iter_mut().zip(x).zip(weight) {
+        *o = x * scale * w;
+    }
+}
+
+/// Numerically stable softmax in place.
+pub(super) fn softmax(x: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0f32;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
+
+/// `gate = silu(gate) * up` (SwiGLU).
+pub(super) fn silu_mul(gate: &mut [f32], up: &[f32]) {
+    for (g, u) in gate.iter_mut().zip(up) {
+        *g = *g / (1.0 + (-*g).exp()) * u;
+    }
+}
+
+/// RoPE in llama.cpp's NORM mode: the pairs `(x[2i], x[2i+1])` of the first
+/// `n_rot` dimensions of every head are rotated by `pos · θ_i`. (llama.cpp's
+/// converter permutes Q/K rows so that this matches HF's rotate-half form.)
+#[derive(Clone, Debug)]
+pub(super) struct Rope {
+    /// θ_i for each pair, with frequency factors and linear scaling applied.
+    inv_freq: Vec<f64>,
+    head_dim: usize,
+}
+
+impl Rope {
+    pub(super) fn new(
+        head_dim: usize,
+        n_rot: usize,
+        base: f32,
+        scale: f32,
+        freq_factors: Option<&[f32]>,
+    ) -> Self {
+        let inv_freq = (0..n_rot / 2)
+            .map(|i| {
+                let theta = f64::from(base).powf(-2.0 * i as f64 / n_rot as f64);
+                let factor = freq_factors.map_or(1.0, |f| f64::from(f[i]));
+                theta / factor / f64::from(scale)
+            })
+            .collect();
+        Self { inv_freq, head_dim }
+    }
+
+    /// `(cos, sin)` for every pair at `pos`.
+    pub(super) fn table(&self, pos: usize, cos: &mut Vec<f32>, sin: &mut Vec<f32>) {
+        cos.clear();
+        sin.clear();
+        for &f in &self.inv_freq {
+            let (s, c) = (pos as f64 * f).sin_cos();
+            cos.push(c as f32);
+            sin.push(s as f32);
+        }
+    }
+
+    /// Rotates every head in `x` (`n_heads × head_dim`) with a precomputed table.
+    pub(super) fn apply(&self, x: &mut [f32], cos: &[f32], sin: &[f32]) {
+        for head in x.chunks_exact_mut(self.head_dim) {
+            for (i, (c, s)) in cos.iter().zip(sin).enumerate() {
+                let (a, b) = (head[2 * i], head[2 * i + 1]);
+                head[2 * i] = a * c - b * s;
+                head[2 * i + 1] = a * s + b * c;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_matches_naive_on_ragged_lengths() {
+        for n in 0..40 {
+            let a: Vec<f32> = (0..n).map(|i| i as f32 * 0.5 - 3.0).collect();
+            let b: Vec<f32> = (0..n).map(|i| 1.0 - i as f32 * 0.25).collect();
+            let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+            assert!((dot(&a, &b) - naive).abs() <= 1e-3 * naive.abs().max(1.0));
+        }
+    }
+
+    #[test]
+    fn softmax_sums_to_one_and_survives_large_inputs() {
+        let mut x = vec![1000.0, 1001.0, 999.0];
+        softmax(&mut x);
+        assert!((x.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!(x[1] > x[0] && x[0] > x[2]);
+    }
+
+    #[test]
+    fn rope_at_position_zero_is_identity_and_preserves_norm() {
+        let rope = Rope::new(8, 8, 10_000.0, 1.0, None);
+        let (mut c, mut s) = (Vec::new(), Vec::new());
+        let orig: Vec<f32> = (0..16).map(|i| i as f32 - 7.5).collect();
+        let mut x = orig.clone();
+        rope.table(0, &mut c, &mut s);
+        rope.apply(&mut x, &c, &s);
+        assert_eq!(x, orig);
+        rope.table(37, &mut c, &mut s);
+        rope.apply(&mut x, &c, &s);
+        let n0: f32 = orig.iter().map(|v| v * v).sum();
+        let n1: f32 = x.iter().map(|v| v * v).sum();
+        assert!((n0 - n1).abs() < 1e-3);
+        assert_ne!(x, orig);
+    }
+
+    #[test]
+    fn rms_norm_normalizes() {
+        let x = [3.0f32, 4.0];
+        let mut out = [0f32; 2];
+        rms_norm(&mut out, &x, &[1.0, 2.0], 0.0);
+        let rms = (12.5f32).sqrt();
+        assert!((out[0] - 3.0 / rms).abs() < 1e-6);
+        assert!((out[1] - 8.0 / rms).abs() < 1e-6);
+    }
+}

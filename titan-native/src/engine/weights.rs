@@ -1,0 +1,243 @@
+//! Where each weight of a llama model lives inside the mapped file.
+//!
+//! Weights are not copied: a [`TensorRef`] is a byte range of the memory map
+//! plus its format and shape, turned into a [`QMatrix`] view at compute time.
+//! Only the small norm vectors are converted to owned `f32` at load.
+
+use kernels_cpu::{QMatrix, WeightFormat};
+use shared_protocol::gguf::{GgmlType, GgufFile, TensorInfo};
+
+use super::{LlamaConfig, ModelError};
+
+/// A weight matrix inside the mapped file: `rows` output features of `cols`
+/// inputs each, in `format`'s block layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TensorRef {
+    pub format: WeightFormat,
+    pub rows: usize,
+    pub cols: usize,
+    /// Absolute byte offset in the file.
+    pub offset: usize,
+    pub len: usize,
+}
+
+impl TensorRef {
+    pub fn view<'a>(&self, bytes: &'a [u8]) -> QMatrix<'a> {
+        QMatrix::new(
+            self.format,
+            self.rows,
+            self.cols,
+            &bytes[self.offset..self.offset + self.len],
+        )
+        .expect("TensorRef shapes are validated when the model is loaded")
+    }
+}
+
+#[derive(Debug)]
+pub struct LayerWeights {
+    pub attn_norm: Vec<f32>,
+    pub wq: TensorRef,
+    pub wk: TensorRef,
+    pub wv: TensorRef,
+    pub wo: TensorRef,
+    pub ffn_norm: Vec<f32>,
+    pub w_gate: TensorRef,
+    pub w_up: TensorRef,
+    pub w_down: TensorRef,
+}
+
+#[derive(Debug)]
+pub struct LlamaWeights {
+    pub token_embd: TensorRef,
+    pub output_norm: Vec<f32>,
+    /// The output head; the same bytes as `token_embd` when the embedding is tied.
+    pub output: TensorRef,
+    pub tied_output: bool,
+    pub layers: Vec<LayerWeights>,
+    /// Per-dimension RoPE frequency divisors (`rope_freqs.weight`, Llama 3.1+).
+    pub rope_freqs: Option<Vec<f32>>,
+}
+
+pub fn weight_format(ty: GgmlType) -> Option<WeightFormat> {
+    Some(match ty {
+        GgmlType::F32 => WeightFormat::F32,
+        GgmlType::F16 => WeightFormat::F16,
+        GgmlType::BF16 => WeightFormat::BF16,
+        GgmlType::Q8_0 => WeightFormat::Q8_0,
+        GgmlType::Q4_0 => WeightFormat::Q4_0,
+        GgmlType::Q4_1 => WeightFormat::Q4_1,
+        _ => return None,
+    })
+}
+
+impl LlamaWeights {
+    pub fn from_gguf(file: &GgufFile<'_>, cfg: &LlamaConfig) -> Result<Self, ModelError> {
+        let matrix = |name: &str, rows: usize, cols: usize| -> Result<TensorRef, ModelError> {
+            let info = file.require_tensor(name)?;
+            matrix_ref(file, info, rows, cols)
+        };
+        let vector = |name: &str, len: usize| -> Result<Vec<f32>, ModelError> {
+            let info = file.require_tensor(name)?;
+            vector_f32(file, info, len)
+        };
+        let d = cfg.n_embd;
+        let token_embd = matrix("token_embd.weight", cfg.n_vocab, d)?;
+        let (output, tied_output) = match file.tensor("output.weight") {
+            Some(info) => (matrix_ref(file, info, cfg.n_vocab, d)?, false),
+            None => (token_embd, true),
+        };
+        let mut layers = Vec::with_capacity(cfg.n_layer);
+        for i in 0..cfg.n_layer {
+            let p = |n: &str| format!("blk.{i}.{n}");
+            layers.push(LayerWeights {
+                attn_norm: vector(&p("attn_norm.weight"), d)?,
+                wq: matrix(&p("attn_q.weight"), cfg.n_head * cfg.head_dim, d)?,
+                wk: matrix(&p("attn_k.weight"), cfg.kv_dim(), d)?,
+                wv: matrix(&p("attn_v.weight"), cfg.kv_dim(), d)?,
+                wo: matrix(&p("attn_output.weight"), d, cfg.n_head * cfg.head_dim)?,
+                ffn_norm: vector(&p("ffn_norm.weight"), d)?,
+                w_gate: matrix(&p("ffn_gate.weight"), cfg.n_ff, d)?,
+                w_up: matrix(&p("ffn_up.weight"), cfg.n_ff, d)?,
+                w_down: matrix(&p("ffn_down.weight"), d, cfg.n_ff)?,
+            });
+        }
+        let rope_freqs = match file.tensor("rope_freqs.weight") {
+            Some(info) => {
+                let f = vector_f32(file, info, cfg.n_rot / 2)?;
+                if f.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
+                    return Err(ModelError::BadTensor {
+                        name: info.name.to_owned(),
+                        reason: "RoPE frequency factors must be finite and positive".into(),
+                    });
+                }
+                Some(f)
+            }
+            None => None,
+        };
+        Ok(Self {
+            token_embd,
+            output_norm: vector("output_norm.weight", d)?,
+            output,
+            tied_output,
+            layers,
+            rope_freqs,
+        })
+    }
+
+    /// A copy with every matrix (embedding included) converted to F32 in one
+    /// owned buffer: the exact-arithmetic mode, which skips activation
+    /// quantization so the graph can be checked tightly against a float
+    /// reference. Costs 4 bytes per weight.
+    pub fn dequantized(&self, src: &[u8]) -> (Vec<u8>, LlamaWeights) {
+        let mut out = Vec::new();
+        let mut convert = |t: &TensorRef| -> TensorRef {
+            let view = t.view(src);
+            let offset = out.len();
+            let mut row = vec![0f32; t.cols];
+            for r in 0..t.rows {
+                view.dequantize_row(r, &mut row);
+                out.extend(row.iter().flat_map(|v| v.to_le_bytes()));
+            }
+            TensorRef {
+                format: WeightFormat::F32,
+                offset,
+                len: out.len() - offset,
+                ..*t
+            }
+        };
+        let token_embd = convert(&self.token_embd);
+        let output = if self.tied_output {
+            token_embd
+        } else {
+            convert(&self.output)
+        };
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| LayerWeights {
+                attn_norm: l.attn_norm.clone(),
+                wq: convert(&l.wq),
+                wk: convert(&l.wk),
+                wv: convert(&l.wv),
+                wo: convert(&l.wo),
+                ffn_norm: l.ffn_norm.clone(),
+                w_gate: convert(&l.w_gate),
+                w_up: convert(&l.w_up),
+                w_down: convert(&l.w_down),
+            })
+            .collect();
+        let weights = LlamaWeights {
+            token_embd,
+            output_norm: self.output_norm.clone(),
+            output,
+            tied_output: self.tied_output,
+            layers,
+            rope_freqs: self.rope_freqs.clone(),
+        };
+        (out, weights)
+    }
+
+    /// Every matrix in the order a forward pass reads it.
+    pub fn matrices(&self) -> impl Iterator<Item = &TensorRef> {
+        self.layers
+            .iter()
+            .flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down])
+            .chain(std::iter::once(&self.output))
+    }
+}
+
+fn matrix_ref(
+    file: &GgufFile<'_>,
+    info: &TensorInfo<'_>,
+    rows: usize,
+    cols: usize,
+) -> Result<TensorRef, ModelError> {
+    let format = weight_format(info.ty).ok_or_else(|| ModelError::UnsupportedTensorType {
+        name: info.name.to_owned(),
+        ty: info.ty,
+    })?;
+    if info.dims.len() > 2 || info.row_len() != cols as u64 || info.n_rows() != rows as u64 {
+        return Err(ModelError::BadShape {
+            name: info.name.to_owned(),
+            expected: vec![cols as u64, rows as u64],
+            found: info.dims.clone(),
+        });
+    }
+    let data = file.tensor_data(info);
+    // Validates block alignment and byte length against the kernels' view.
+    QMatrix::new(format, rows, cols, data).map_err(|e| ModelError::BadTensor {
+        name: info.name.to_owned(),
+        reason: e.to_string(),
+    })?;
+    Ok(TensorRef {
+        format,
+        rows,
+        cols,
+        offset: (file.data_offset + info.offset) as usize,
+        len: data.len(),
+    })
+}
+
+fn vector_f32(
+    file: &GgufFile<'_>,
+    info: &TensorInfo<'_>,
+    len: usize,
+) -> Result<Vec<f32>, ModelError> {
+    if info.n_elements() != len as u64 || info.row_len() != len as u64 {
+        return Err(ModelError::BadShape {
+            name: info.name.to_owned(),
+            expected: vec![len as u64],
+            found: info.dims.clone(),
+        });
+    }
+    let m = matrix_ref(file, info, 1, len)?;
+    let mut out = vec![0f32; len];
+    m.view(file.bytes()).dequantize_row(0, &mut out);
+    if out.iter().any(|v| !v.is_finite()) {
+        return Err(ModelError::BadTensor {
+            name: info.name.to_owned(),
+            reason: "contains NaN or infinity".into(),
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,17 @@
+//! The titan: holds the big model and runs it on the CPU.
+//!
+//! What it holds today: the llama-architecture engine ([`engine`]: GGUF
+//! through a memory map, batched forward pass with a KV cache on
+//! `kernels-cpu`), generation ([`generate`]) and the `titan` command line
+//! ([`cli`]: inspect, generate, chat, perplexity, bench).
+//!
+//! What it does not hold yet: the BitNet graph, the speculative verifier and
+//! HTTP API, the libp2p node, trust and pipeline stages. Later issues add them
+//! here, each as its own module.
+
+pub mod cli;
+pub mod commands;
+pub mod engine;
+pub mod generate;
+pub mod logging;
+pub mod model_name;

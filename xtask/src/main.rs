@@ -1,0 +1,111 @@
+//! Shard's project workflows, run as `cargo xtask <command>`.
+//!
+//! Every workflow installs what it needs itself, from the package registries
+//! only (crates.io, PyPI, npm, Debian), and caches it outside the clone under
+//! `$SHARD_CACHE_DIR` (default `~/.cache/shard`), so a fresh machine needs
+//! nothing but cargo and a rerun is quick.
+
+mod models;
+mod setup;
+mod util;
+
+use anyhow::{Result, bail};
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  demo            fetch the default model if absent, build the titan and chat with it
+  ci              install everything, then run the whole test suite (what .ci/run runs)
+  setup           install test prerequisites (Rust targets, Debian packages, Python venv, models)
+  fetch-models    download the default model (SmolLM2-135M-Instruct Q4_1) into the cache
+  bench           run the kernel benchmarks and `titan bench` on the default model
+";
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
+    match args.first().map(String::as_str) {
+        Some("demo") => demo(&rest),
+        Some("ci") => ci(),
+        Some("setup") => setup::all(),
+        Some("fetch-models") => models::fetch_default().map(|_| ()),
+        Some("bench") => bench(),
+        Some("-h" | "--help" | "help") | None => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => bail!("unknown command {other:?}\n\n{USAGE}"),
+    }
+}
+
+/// The main job: the default model on a titan. Extra arguments go to `titan`.
+fn demo(extra: &[&str]) -> Result<()> {
+    let model = models::fetch_default()?;
+    util::run(
+        "cargo",
+        &["build", "--release", "--locked", "-p", "titan-native"],
+    )?;
+    let titan = util::target_dir().join("release").join("titan");
+    let model = model.to_string_lossy();
+    let mut args = vec!["chat", "--model", model.as_ref()];
+    args.extend_from_slice(extra);
+    util::run(&titan.to_string_lossy(), &args)
+}
+
+/// The whole test suite, as CI runs it.
+fn ci() -> Result<()> {
+    setup::all()?;
+    util::step("format");
+    util::run("cargo", &["fmt", "--all", "--check"])?;
+    util::step("clippy");
+    util::run(
+        "cargo",
+        &[
+            "clippy",
+            "--locked",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
+    util::step("tests (x86_64, every kernel path the host has)");
+    util::run(
+        "cargo",
+        &["test", "--locked", "--workspace", "--no-fail-fast"],
+    )?;
+    util::step("kernel tests on aarch64 under qemu (NEON paths)");
+    util::run(
+        "cargo",
+        &[
+            "test",
+            "--locked",
+            "-p",
+            "kernels-cpu",
+            "--target",
+            "aarch64-unknown-linux-gnu",
+        ],
+    )?;
+    util::step("all checks passed");
+    Ok(())
+}
+
+fn bench() -> Result<()> {
+    let model = models::fetch_default()?;
+    util::run("cargo", &["bench", "--locked", "-p", "kernels-cpu"])?;
+    util::run(
+        "cargo",
+        &["build", "--release", "--locked", "-p", "titan-native"],
+    )?;
+    let titan = util::target_dir().join("release").join("titan");
+    let model = model.to_string_lossy();
+    for threads in ["1", "2"] {
+        util::run(
+            &titan.to_string_lossy(),
+            &["bench", "--model", model.as_ref(), "--threads", threads],
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! Installs the test prerequisites on a fresh machine, skipping whatever is
+//! already there.
+
+use std::fs;
+
+use anyhow::{Context, Result};
+
+use crate::{models, util};
+
+/// Debian packages the tests use, by the command that proves them present.
+const DEBIAN: &[(&str, &[&str])] = &[
+    // NEON kernel paths are tested on x86 hosts by running aarch64 test
+    // binaries under qemu-user.
+    (
+        "aarch64-linux-gnu-gcc",
+        &["gcc-aarch64-linux-gnu", "libc6-dev-arm64-cross"],
+    ),
+    ("qemu-aarch64", &["qemu-user"]),
+];
+
+const RUST_TARGETS: &[&str] = &["aarch64-unknown-linux-gnu"];
+
+pub(crate) fn all() -> Result<()> {
+    rust_targets()?;
+    debian_packages()?;
+    python_venv()?;
+    models::fetch_default()?;
+    Ok(())
+}
+
+fn rust_targets() -> Result<()> {
+    let installed = util::output("rustup", &["target", "list", "--installed"]).unwrap_or_default();
+    for target in RUST_TARGETS {
+        if !installed.lines().any(|l| l.trim() == *target) {
+            util::step(&format!("adding Rust target {target}"));
+            util::run("rustup", &["target", "add", target])?;
+        }
+    }
+    Ok(())
+}
+
+fn debian_packages() -> Result<()> {
+    let missing: Vec<&str> = DEBIAN
+        .iter()
+        .filter(|(cmd, _)| !util::have(cmd))
+        .flat_map(|(_, pkgs)| pkgs.iter().copied())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    util::step(&format!(
+        "installing Debian packages: {}",
+        missing.join(" ")
+    ));
+    let root = util::output("id", &["-u"]).is_some_and(|u| u.trim() == "0");
+    let (program, prefix): (&str, &[&str]) = if root {
+        ("apt-get", &[])
+    } else {
+        ("sudo", &["apt-get"])
+    };
+    let mut update = prefix.to_vec();
+    update.extend(["update", "-qq"]);
+    util::run(program, &update)?;
+    let mut install = prefix.to_vec();
+    install.extend(["install", "-y", "-qq", "--no-install-recommends"]);
+    install.extend(&missing);
+    util::run(program, &install)
+}
+
+/// A venv with the pinned reference packages; reinstalled when the pins change.
+fn python_venv() -> Result<()> {
+    let venv = util::cache_dir().join("venv");
+    let requirements = util::workspace_root()
+        .join("e2e")
+        .join("reference")
+        .join("requirements.txt");
+    let wanted = fs::read_to_string(&requirements)
+        .with_context(|| format!("reading {}", requirements.display()))?;
+    let stamp = venv.join("shard-requirements.txt");
+    if fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
+        return Ok(());
+    }
+    util::step(&format!(
+        "creating the reference Python venv at {}",
+        venv.display()
+    ));
+    let python = if util::have("python3") {
+        "python3"
+    } else {
+        "python"
+    };
+    util::run(python, &["-m", "venv", &venv.to_string_lossy()])?;
+    let pip = venv.join("bin").join("pip");
+    util::run(
+        &pip.to_string_lossy(),
+        &[
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+            &requirements.to_string_lossy(),
+        ],
+    )?;
+    fs::write(&stamp, wanted)?;
+    Ok(())
+}
