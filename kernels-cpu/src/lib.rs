@@ -43,7 +43,7 @@ mod matmul;
 mod matrix;
 mod reference;
 
-pub use activations::{Activations, Q8Block, Q8Row};
+pub use activations::{Activations, Precision, Q8Block, Q8Row};
 pub use dispatch::{
     ENV_VAR, KernelPath, Kernels, active_kernels, active_path, available_paths, kernels,
 };

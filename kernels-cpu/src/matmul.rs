@@ -7,7 +7,11 @@
 
 use rayon::prelude::*;
 
-use crate::{KernelError, QMatrix, activations::Activations, dispatch::Kernels};
+use crate::{
+    KernelError, QMatrix,
+    activations::Activations,
+    dispatch::{Kernels, RowsFn},
+};
 
 /// Chunks start at multiples of this many rows (the widest row tile of the kernels).
 const ROW_ALIGN: usize = 4;
@@ -80,6 +84,32 @@ fn split_output<'y>(
     }
 }
 
+/// Runs a rows kernel for one chunk. Activations stored with a residual row per input
+/// row ([`crate::Precision::Int16`]) are computed into `out` and a scratch buffer, then
+/// summed (`main + residual`, in that order), so a result still depends only on its own
+/// (row, batch row) pair.
+fn run_chunk(f: RowsFn, w: &QMatrix<'_>, row0: usize, x: &Activations, out: &mut [&mut [f32]]) {
+    if x.parts() == 1 {
+        f(w, row0, x, out);
+        return;
+    }
+    let len = out.first().map_or(0, |o| o.len());
+    let mut scratch = vec![0f32; len * out.len()];
+    {
+        let mut both: Vec<&mut [f32]> = Vec::with_capacity(2 * out.len());
+        for (o, s) in out.iter_mut().zip(scratch.chunks_mut(len.max(1))) {
+            both.push(&mut **o);
+            both.push(s);
+        }
+        f(w, row0, x, &mut both);
+    }
+    for (o, s) in out.iter_mut().zip(scratch.chunks(len.max(1))) {
+        for (y, r) in o.iter_mut().zip(s) {
+            *y += r;
+        }
+    }
+}
+
 pub(crate) fn matmul(
     k: &Kernels,
     w: &QMatrix<'_>,
@@ -92,10 +122,10 @@ pub(crate) fn matmul(
         return Ok(());
     }
     let f = k.rows(w.format());
-    let chunk = chunk_rows(rows, w.row_bytes(), batch, rayon::current_num_threads());
+    let chunk = chunk_rows(rows, w.row_bytes(), x.rows(), rayon::current_num_threads());
     if chunk >= rows {
         let mut outs: Vec<&mut [f32]> = y.chunks_mut(rows).collect();
-        f(w, 0, x, &mut outs);
+        run_chunk(f, w, 0, x, &mut outs);
         return Ok(());
     }
     let mut pieces = Vec::with_capacity(rows.div_ceil(chunk) * batch);
@@ -103,7 +133,7 @@ pub(crate) fn matmul(
     pieces
         .par_chunks_mut(batch)
         .enumerate()
-        .for_each(|(c, outs)| f(w, c * chunk, x, outs));
+        .for_each(|(c, outs)| run_chunk(f, w, c * chunk, x, outs));
     Ok(())
 }
 
@@ -127,12 +157,12 @@ pub(crate) fn matmul_many(
         if rows == 0 {
             continue;
         }
-        let chunk = chunk_rows(rows, w.row_bytes(), batch, threads);
+        let chunk = chunk_rows(rows, w.row_bytes(), x.rows(), threads);
         split_output(y, rows, chunk, batch, &mut pieces);
         tasks.extend((0..rows.div_ceil(chunk)).map(|c| (*w, c * chunk)));
     }
     let run = |(w, row0): &(&QMatrix<'_>, usize), outs: &mut [&mut [f32]]| {
-        k.rows(w.format())(w, *row0, x, outs);
+        run_chunk(k.rows(w.format()), w, *row0, x, outs);
     };
     if threads <= 1 || tasks.len() <= 1 {
         for (t, outs) in tasks.iter().zip(pieces.chunks_mut(batch)) {

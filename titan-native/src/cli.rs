@@ -43,6 +43,14 @@ pub struct ModelArgs {
     /// Compute threads (default: one per core).
     #[arg(long, short = 't', default_value_t = 0)]
     pub threads: usize,
+    /// Activation precision of the integer kernels: int16 keeps the float
+    /// model's answers; int8 (llama.cpp's choice) is faster on batches.
+    #[arg(long, default_value = "int16", value_parser = parse_precision)]
+    pub activations: kernels_cpu::Precision,
+}
+
+fn parse_precision(s: &str) -> Result<kernels_cpu::Precision, String> {
+    kernels_cpu::Precision::from_name(s).ok_or_else(|| format!("{s:?} is not int8 or int16"))
 }
 
 #[derive(Args, Debug, Clone)]

@@ -21,6 +21,7 @@ pub(crate) fn load_model(args: &ModelArgs) -> Result<Model> {
             threads: args.threads,
             progress: true,
             dequantize_weights: false,
+            precision: args.activations,
         },
     )
     .with_context(|| format!("loading {}", path.display()))

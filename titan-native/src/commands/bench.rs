@@ -81,6 +81,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "model": model.path.display().to_string(),
             "threads": model.threads(),
             "kernels": kernels_cpu::active_path(),
+            "activations": model.precision.name(),
             "weight_bytes_per_token": bytes_per_token,
             "read_bandwidth_bytes_per_second": bandwidth,
             "roofline_tokens_per_second": roofline,
@@ -96,10 +97,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "model      {} ({} threads, kernels {})",
+        "model      {} ({} threads, kernels {}, {} activations)",
         model.path.display(),
         model.threads(),
-        kernels_cpu::active_path()
+        kernels_cpu::active_path(),
+        model.precision.name()
     );
     println!(
         "roofline   {:.1} MB of weights per token / {:.1} GB/s read bandwidth = {:.1} tok/s",

@@ -66,6 +66,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         "seed": sampling.seed,
         "temperature": sampling.temperature,
         "threads": model.threads(),
+        "activations": model.precision.name(),
     });
     if args.json {
         let out = json!({ "text": text, "tokens": generation.tokens, "stats": stats });

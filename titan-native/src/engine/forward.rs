@@ -74,7 +74,10 @@ impl Model {
         Session {
             cache: KvCache::new(self.config.n_layer, self.config.kv_dim()),
             tokens: Vec::new(),
-            scratch: Scratch::default(),
+            scratch: Scratch {
+                acts: Activations::with_precision(self.precision),
+                ..Scratch::default()
+            },
         }
     }
 

@@ -84,14 +84,14 @@ pub(super) fn check_q8(w: &QMatrix<'_>, row0: usize, x: &Activations, out: &[&mu
         "rows {row0}+{nrows} of {}",
         w.rows()
     );
-    assert_eq!(x.batch(), out.len(), "batch");
+    assert_eq!(x.rows(), out.len(), "batch");
     assert_eq!(x.cols(), w.cols(), "cols");
     assert!(
         x.feeds(w.format()) && w.format().is_quantized(),
         "activation kind"
     );
     let layout = row_layout(w.cols() / 32);
-    for b in 0..x.batch() {
+    for b in 0..x.rows() {
         let q = x.q8(b);
         assert_eq!(
             (q.octets().len(), q.pairs().len()),
