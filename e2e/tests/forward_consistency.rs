@@ -7,6 +7,7 @@ use e2e::default_model;
 use shared_protocol::sampling::SamplingParams;
 use titan_native::engine::{LoadOptions, Logits, Model};
 use titan_native::generate::{GenerationOptions, generate};
+use titan_native::speculative::Drafter;
 
 fn load(threads: usize) -> Model {
     Model::load(
@@ -72,10 +73,80 @@ fn greedy_generation_is_deterministic_across_runs_and_thread_counts() {
         let model = load(threads);
         let prompt = model.tokenizer.encode(prompt_text, true);
         let mut session = model.new_session();
-        let g = generate(&model, &mut session, &prompt, &options, |_| true).unwrap();
+        let g = generate(
+            &model,
+            &mut Drafter::None,
+            &mut session,
+            &mut None,
+            &prompt,
+            &options,
+            |_| true,
+        )
+        .unwrap();
         assert!(!g.tokens.is_empty());
         outputs.push(g.tokens);
     }
     assert_eq!(outputs[0], outputs[1], "1 thread vs 2 threads");
     assert_eq!(outputs[1], outputs[2], "two runs with 2 threads");
+}
+
+#[test]
+fn sequences_batched_in_one_pass_equal_running_each_alone() {
+    use titan_native::engine::PassInput;
+    let model = load(2);
+    let prompts = [
+        "The first sequence",
+        "A second, longer sequence of words",
+        "3",
+    ];
+    let tokens: Vec<Vec<u32>> = prompts
+        .iter()
+        .map(|p| model.tokenizer.encode(p, true))
+        .collect();
+    let alone: Vec<Vec<f32>> = tokens
+        .iter()
+        .map(|t| {
+            model
+                .forward(&mut model.new_session(), t, Logits::All)
+                .unwrap()
+        })
+        .collect();
+
+    let mut sessions: Vec<_> = tokens.iter().map(|_| model.new_session()).collect();
+    let mut buffers = model.new_pass_buffers();
+    // Prefill everything but the last two tokens of each, then finish all in one pass.
+    let mut inputs: Vec<PassInput<'_, '_>> = sessions
+        .iter_mut()
+        .zip(&tokens)
+        .filter(|(_, t)| t.len() > 2)
+        .map(|(s, t)| PassInput {
+            session: s,
+            tokens: &t[..t.len() - 2],
+            logits: Logits::None,
+        })
+        .collect();
+    model.forward_batch(&mut buffers, &mut inputs).unwrap();
+    let mut inputs: Vec<PassInput<'_, '_>> = sessions
+        .iter_mut()
+        .zip(&tokens)
+        .map(|(s, t)| {
+            let done = s.len();
+            PassInput {
+                session: s,
+                tokens: &t[done..],
+                logits: Logits::All,
+            }
+        })
+        .collect();
+    let batched = model.forward_batch(&mut buffers, &mut inputs).unwrap();
+    let vocab = model.config.n_vocab;
+    for (i, (b, a)) in batched.iter().zip(&alone).enumerate() {
+        let skip = a.len() - b.len();
+        assert_eq!(
+            b.as_slice(),
+            &a[skip..],
+            "sequence {i} differs when batched"
+        );
+        assert_eq!(b.len() % vocab, 0);
+    }
 }

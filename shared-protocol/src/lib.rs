@@ -10,6 +10,8 @@
 //!   (ChatML, Llama 3) and rendered without a Jinja engine.
 //! - [`sampling`]: temperature/top-k/top-p sampling with shared randomness
 //!   (counter-based Gumbel-max), so drafts and verdicts agree bit for bit.
+//! - [`speculative`]: the verify step of speculative decoding as a pure
+//!   function of the target's logits, the drafts and the sampler.
 //!
 //! What it does not hold: anything that touches files, sockets, threads or the
 //! GPU. Those live in `titan-native`, `kernels-*` and `scout-wasm`.
@@ -21,4 +23,5 @@ pub mod chat;
 pub mod fuzzing;
 pub mod gguf;
 pub mod sampling;
+pub mod speculative;
 pub mod tokenizer;

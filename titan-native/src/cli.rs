@@ -90,6 +90,10 @@ pub struct GenerateArgs {
     /// System message for --chat (default: the template's own).
     #[arg(long, requires = "chat")]
     pub system: Option<String>,
+    /// A draft model (path or short name) that proposes tokens for the
+    /// target to verify; the output is the same as without it.
+    #[arg(long)]
+    pub draft: Option<String>,
     #[command(flatten)]
     pub sampling: SamplingArgs,
     /// Print one JSON object with text, tokens and stats instead of streaming text.
@@ -103,6 +107,9 @@ pub struct ChatArgs {
     pub model: ModelArgs,
     #[arg(long)]
     pub system: Option<String>,
+    /// A draft model that proposes tokens for the target to verify.
+    #[arg(long)]
+    pub draft: Option<String>,
     #[command(flatten)]
     pub sampling: SamplingArgs,
 }

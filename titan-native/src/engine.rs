@@ -14,7 +14,7 @@ mod ops;
 mod weights;
 
 pub use config::LlamaConfig;
-pub use forward::{Logits, Session};
+pub use forward::{Logits, PassBuffers, PassInput, Session};
 pub use kv_cache::KvCache;
 pub use load::{LoadOptions, Model, map_file};
 pub use weights::{LayerWeights, LlamaWeights, TensorRef, weight_format};

@@ -1,11 +1,13 @@
-//! Turning prompts into completions: prompt feeding with prefix reuse,
-//! sampling, stop conditions and timing.
+//! Turning prompts into completions: prompt feeding with prefix reuse, then
+//! speculative decoding ([`crate::speculative`]; plain decoding is the case
+//! without a drafter), stop conditions and timing.
 
 use std::time::{Duration, Instant};
 
-use shared_protocol::sampling::{SamplingParams, sample_token};
+use shared_protocol::sampling::SamplingParams;
 
 use crate::engine::{Logits, Model, ModelError, Session};
+use crate::speculative::{Drafter, FinishReason, Sequence, SpecStats, step};
 
 /// Prompts are fed in slices of this many tokens, bounding scratch memory
 /// (a slice of 512 needs ~5 MB of activations for the default model).
@@ -17,19 +19,6 @@ pub struct GenerationOptions {
     pub sampling: SamplingParams,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FinishReason {
-    /// An end-of-generation token was sampled.
-    Stop,
-    /// `max_tokens` were generated.
-    Length,
-    /// The context is full.
-    ContextFull,
-    /// The caller's callback asked to stop.
-    Cancelled,
-}
-
 #[derive(Clone, Debug)]
 pub struct Generation {
     /// Generated tokens, without the end-of-generation token.
@@ -38,9 +27,10 @@ pub struct Generation {
     /// Prompt tokens actually computed (cached prefix excluded).
     pub prompt_computed: usize,
     pub prefill_time: Duration,
-    /// Forward passes after the prompt, and their time.
-    pub decode_passes: usize,
     pub decode_time: Duration,
+    /// Drafting and verification counters; `target_passes` counts decode
+    /// passes of the target model.
+    pub stats: SpecStats,
 }
 
 /// Length of the common prefix of two token sequences.
@@ -81,52 +71,61 @@ pub fn feed_prompt(
     Ok(logits)
 }
 
-/// Feeds `prompt` (reusing the session's cached prefix), then samples up to
-/// `max_tokens`, calling `on_token` with each one; `on_token` returns false
-/// to stop early.
+/// Feeds `prompt` into `session` (reusing its cached prefix), then generates
+/// up to `max_tokens` with `drafter` proposing tokens, calling `on_token`
+/// with each accepted one; `on_token` returns false to stop early.
+/// `draft_session` carries the draft model's cache between calls.
 pub fn generate(
     model: &Model,
+    drafter: &mut Drafter<'_>,
     session: &mut Session,
+    draft_session: &mut Option<Session>,
     prompt: &[u32],
     options: &GenerationOptions,
     mut on_token: impl FnMut(u32) -> bool,
 ) -> Result<Generation, ModelError> {
     let started = Instant::now();
     let cached = common_prefix(session.tokens(), prompt).min(prompt.len().saturating_sub(1));
-    let mut logits = feed_prompt(model, session, prompt)?;
+    let logits = feed_prompt(model, session, prompt)?;
     let prefill_time = started.elapsed();
 
     let decode_started = Instant::now();
-    let mut tokens = Vec::new();
-    let mut decode_passes = 0;
-    let finish = loop {
-        if tokens.len() >= options.max_tokens {
-            break FinishReason::Length;
+    let target = std::mem::replace(session, model.new_session());
+    let mut seq = Sequence::start(
+        model,
+        target,
+        draft_session.take(),
+        &logits,
+        options.sampling,
+        options.max_tokens,
+    );
+    let mut buffers = model.new_pass_buffers();
+    let mut emitted = 0;
+    let result = loop {
+        while emitted < seq.generated.len() {
+            let token = seq.generated[emitted];
+            emitted += 1;
+            if !on_token(token) {
+                seq.finish(FinishReason::Cancelled);
+                break;
+            }
         }
-        let position = session.len() as u64;
-        let token = sample_token(&logits, &options.sampling, position);
-        if model.tokenizer.is_end_of_generation(token) {
-            break FinishReason::Stop;
+        if seq.finished.is_some() {
+            break Ok(());
         }
-        tokens.push(token);
-        if !on_token(token) {
-            break FinishReason::Cancelled;
+        if let Err(e) = step(model, drafter, &mut buffers, &mut [&mut seq]) {
+            break Err(e);
         }
-        if tokens.len() >= options.max_tokens {
-            break FinishReason::Length;
-        }
-        if session.len() >= model.config.n_ctx {
-            break FinishReason::ContextFull;
-        }
-        logits = model.forward(session, &[token], Logits::Last)?;
-        decode_passes += 1;
     };
+    *session = seq.target;
+    *draft_session = seq.draft;
+    result?;
     Ok(Generation {
-        tokens,
-        finish,
+        tokens: seq.generated[..emitted].to_vec(),
+        finish: seq.finished.unwrap_or(FinishReason::Stop),
         prompt_computed: prompt.len() - cached,
         prefill_time,
-        decode_passes,
         decode_time: decode_started.elapsed(),
+        stats: seq.stats,
     })
 }

@@ -15,3 +15,4 @@ pub mod engine;
 pub mod generate;
 pub mod logging;
 pub mod model_name;
+pub mod speculative;

@@ -9,7 +9,8 @@ use shared_protocol::tokenizer::StreamDecoder;
 
 use crate::cli::ChatArgs;
 use crate::engine::Model;
-use crate::generate::{FinishReason, GenerationOptions, generate};
+use crate::generate::{GenerationOptions, generate};
+use crate::speculative::{Drafter, FinishReason};
 
 /// Renders messages with the model's template; a model without a usable
 /// template gets ChatML, with a warning.
@@ -29,6 +30,12 @@ pub(crate) fn render(model: &Model, messages: &[ChatMessage]) -> String {
 pub fn run(args: ChatArgs) -> Result<()> {
     let sampling = super::sampling_params(&args.sampling)?;
     let model = super::load_model(&args.model)?;
+    let draft = super::load_draft(args.draft.as_deref(), &args.model, &model)?;
+    let mut drafter = match &draft {
+        Some(d) => Drafter::model(d),
+        None => Drafter::None,
+    };
+    let mut draft_session = None;
     let options = GenerationOptions {
         max_tokens: args.sampling.max_tokens,
         sampling,
@@ -71,13 +78,21 @@ pub fn run(args: ChatArgs) -> Result<()> {
         }
         let mut decoder = StreamDecoder::new();
         let mut reply = String::new();
-        let generation = generate(&model, &mut session, &prompt, &options, |t| {
-            let piece = decoder.push(&model.tokenizer, t);
-            reply.push_str(&piece);
-            print!("{piece}");
-            let _ = stdout.flush();
-            true
-        })?;
+        let generation = generate(
+            &model,
+            &mut drafter,
+            &mut session,
+            &mut draft_session,
+            &prompt,
+            &options,
+            |t| {
+                let piece = decoder.push(&model.tokenizer, t);
+                reply.push_str(&piece);
+                print!("{piece}");
+                let _ = stdout.flush();
+                true
+            },
+        )?;
         let tail = decoder.finish();
         reply.push_str(&tail);
         println!("{tail}");

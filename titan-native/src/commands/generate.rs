@@ -10,6 +10,7 @@ use shared_protocol::tokenizer::StreamDecoder;
 use crate::cli::GenerateArgs;
 use crate::engine::Model;
 use crate::generate::{GenerationOptions, generate};
+use crate::speculative::Drafter;
 
 pub fn run(args: GenerateArgs) -> Result<()> {
     if args.prompt.trim().is_empty() {
@@ -17,6 +18,11 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     }
     let sampling = super::sampling_params(&args.sampling)?;
     let model = super::load_model(&args.model)?;
+    let draft = super::load_draft(args.draft.as_deref(), &args.model, &model)?;
+    let mut drafter = match &draft {
+        Some(d) => Drafter::model(d),
+        None => Drafter::None,
+    };
     let prompt = prompt_tokens(&model, &args.prompt, args.chat, args.system.as_deref())?;
     if prompt.len() >= model.config.n_ctx {
         bail!(
@@ -34,19 +40,28 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
     let mut text = String::new();
     let mut write_error = None;
-    let generation = generate(&model, &mut session, &prompt, &options, |token| {
-        let piece = decoder.push(&model.tokenizer, token);
-        text.push_str(&piece);
-        if !args.json
-            && let Err(e) = stdout
-                .write_all(piece.as_bytes())
-                .and_then(|()| stdout.flush())
-        {
-            write_error = Some(e);
-            return false;
-        }
-        true
-    })?;
+    let mut draft_session = None;
+    let generation = generate(
+        &model,
+        &mut drafter,
+        &mut session,
+        &mut draft_session,
+        &prompt,
+        &options,
+        |token| {
+            let piece = decoder.push(&model.tokenizer, token);
+            text.push_str(&piece);
+            if !args.json
+                && let Err(e) = stdout
+                    .write_all(piece.as_bytes())
+                    .and_then(|()| stdout.flush())
+            {
+                write_error = Some(e);
+                return false;
+            }
+            true
+        },
+    )?;
     if let Some(e) = write_error {
         return Err(e.into());
     }
@@ -61,8 +76,14 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         "prefill_seconds": prefill_secs,
         "prefill_tokens_per_second": rate(generation.prompt_computed, prefill_secs),
         "decode_seconds": decode_secs,
-        "decode_tokens_per_second": rate(generation.decode_passes, decode_secs),
+        "decode_tokens_per_second": rate(generation.tokens.len().saturating_sub(1), decode_secs),
         "finish_reason": generation.finish,
+        "draft_model": draft.as_ref().map(|d| d.path.display().to_string()),
+        "drafted": generation.stats.drafted,
+        "accepted": generation.stats.accepted,
+        "acceptance_rate": if generation.stats.drafted > 0 { generation.stats.accepted as f64 / generation.stats.drafted as f64 } else { 0.0 },
+        "target_passes": generation.stats.target_passes,
+        "target_passes_per_token": if generation.tokens.is_empty() { 0.0 } else { generation.stats.target_passes as f64 / generation.tokens.len() as f64 },
         "seed": sampling.seed,
         "temperature": sampling.temperature,
         "threads": model.threads(),

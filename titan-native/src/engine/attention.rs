@@ -1,31 +1,41 @@
-//! Causal grouped-query attention over the KV cache.
+//! Causal grouped-query attention over the KV caches of one or more
+//! sequences in a batched pass.
 
 use rayon::prelude::*;
 
 use super::ops::{axpy, dot, softmax};
 
-/// Shapes for one attention call.
-pub(super) struct AttentionShape {
+/// Head layout shared by every sequence of a pass.
+pub(super) struct HeadShape {
     pub(super) n_head: usize,
     pub(super) n_head_kv: usize,
     pub(super) head_dim: usize,
-    /// Absolute position of the first query row.
+}
+
+/// One sequence's share of a pass: its query rows are `rows` (indices into
+/// the pass), the first at absolute position `start`; `k`, `v` hold every
+/// cached position of the sequence including the new ones, token-major,
+/// `n_head_kv·head_dim` wide.
+pub(super) struct SequenceKv<'a> {
+    pub(super) rows: std::ops::Range<usize>,
     pub(super) start: usize,
+    pub(super) k: &'a [f32],
+    pub(super) v: &'a [f32],
 }
 
 /// `out[t, h] = Σ_j softmax_j(q[t,h]·k[j,g] / √d) · v[j,g]` over positions
-/// `j ≤ start + t`, where `g = h / (n_head / n_head_kv)` is the query head's
-/// KV group. `q` and `out` are `T × n_head·head_dim`; `k`, `v` hold every
-/// cached position, token-major, `n_head_kv·head_dim` wide.
+/// `j ≤ start + t` of row `t`'s own sequence, where `g = h / (n_head /
+/// n_head_kv)` is the query head's KV group. `q` and `out` are
+/// `rows × n_head·head_dim`.
 ///
-/// Each (token, head) pair is computed by one thread in a fixed order, so the
-/// result does not depend on the thread count.
-pub(super) fn attention(shape: &AttentionShape, q: &[f32], k: &[f32], v: &[f32], out: &mut [f32]) {
-    let AttentionShape {
+/// Each (row, head) pair is computed by one thread in a fixed order, so the
+/// result depends neither on the thread count nor on which other sequences
+/// share the pass.
+pub(super) fn attention(shape: &HeadShape, seqs: &[SequenceKv<'_>], q: &[f32], out: &mut [f32]) {
+    let HeadShape {
         n_head,
         n_head_kv,
         head_dim,
-        start,
     } = *shape;
     let q_width = n_head * head_dim;
     let kv_width = n_head_kv * head_dim;
@@ -34,18 +44,22 @@ pub(super) fn attention(shape: &AttentionShape, q: &[f32], k: &[f32], v: &[f32],
     out.par_chunks_mut(head_dim)
         .enumerate()
         .for_each_init(Vec::new, |scores, (i, o)| {
-            let (t, h) = (i / n_head, i % n_head);
-            let n_ctx = start + t + 1;
+            let (row, h) = (i / n_head, i % n_head);
+            let Some(seq) = seqs.iter().find(|s| s.rows.contains(&row)) else {
+                return;
+            };
+            let n_ctx = seq.start + (row - seq.rows.start) + 1;
             let g = h / group;
-            let qh = &q[t * q_width + h * head_dim..][..head_dim];
+            let qh = &q[row * q_width + h * head_dim..][..head_dim];
             scores.clear();
             scores.extend(
-                (0..n_ctx).map(|j| dot(qh, &k[j * kv_width + g * head_dim..][..head_dim]) * scale),
+                (0..n_ctx)
+                    .map(|j| dot(qh, &seq.k[j * kv_width + g * head_dim..][..head_dim]) * scale),
             );
             softmax(scores);
             o.fill(0.0);
             for (j, &p) in scores.iter().enumerate() {
-                axpy(o, p, &v[j * kv_width + g * head_dim..][..head_dim]);
+                axpy(o, p, &seq.v[j * kv_width + g * head_dim..][..head_dim]);
             }
         });
 }
@@ -56,34 +70,64 @@ mod tests {
 
     #[test]
     fn single_position_returns_its_value() {
-        let shape = AttentionShape {
+        let shape = HeadShape {
             n_head: 2,
             n_head_kv: 1,
             head_dim: 2,
-            start: 0,
         };
-        let q = [1.0, 0.0, 0.0, 1.0];
-        let k = [0.3, 0.7];
-        let v = [5.0, -2.0];
+        let seqs = [SequenceKv {
+            rows: 0..1,
+            start: 0,
+            k: &[0.3, 0.7],
+            v: &[5.0, -2.0],
+        }];
         let mut out = [0f32; 4];
-        attention(&shape, &q, &k, &v, &mut out);
+        attention(&shape, &seqs, &[1.0, 0.0, 0.0, 1.0], &mut out);
         assert_eq!(out, [5.0, -2.0, 5.0, -2.0]);
     }
 
     #[test]
     fn later_rows_see_more_positions_and_groups_pick_their_kv_head() {
         // Two query heads, two KV heads, two positions queried at once.
-        let shape = AttentionShape {
+        let shape = HeadShape {
             n_head: 2,
             n_head_kv: 2,
             head_dim: 1,
-            start: 0,
         };
-        let q = [0.0, 0.0, 0.0, 0.0]; // uniform attention
-        let k = [0.0, 0.0, 0.0, 0.0];
-        let v = [1.0, 10.0, 3.0, 30.0];
+        let seqs = [SequenceKv {
+            rows: 0..2,
+            start: 0,
+            k: &[0.0; 4],
+            v: &[1.0, 10.0, 3.0, 30.0],
+        }];
         let mut out = [0f32; 4];
-        attention(&shape, &q, &k, &v, &mut out);
+        attention(&shape, &seqs, &[0.0; 4], &mut out); // uniform attention
         assert_eq!(out, [1.0, 10.0, 2.0, 20.0]);
+    }
+
+    #[test]
+    fn sequences_in_one_pass_do_not_see_each_other() {
+        let shape = HeadShape {
+            n_head: 1,
+            n_head_kv: 1,
+            head_dim: 1,
+        };
+        let seqs = [
+            SequenceKv {
+                rows: 0..1,
+                start: 1,
+                k: &[0.0, 0.0],
+                v: &[2.0, 4.0],
+            },
+            SequenceKv {
+                rows: 1..2,
+                start: 0,
+                k: &[0.0],
+                v: &[100.0],
+            },
+        ];
+        let mut out = [0f32; 2];
+        attention(&shape, &seqs, &[0.0; 2], &mut out);
+        assert_eq!(out, [3.0, 100.0]);
     }
 }

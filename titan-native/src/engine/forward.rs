@@ -1,8 +1,9 @@
-//! The batched forward pass.
+//! The batched forward pass: any number of new tokens for any number of
+//! sequences in one pass over the weights.
 
-use kernels_cpu::{Activations, QMatrix, WeightFormat, matmul, matmul_many};
+use kernels_cpu::{Activations, QMatrix, matmul, matmul_many};
 
-use super::attention::{AttentionShape, attention};
+use super::attention::{HeadShape, SequenceKv, attention};
 use super::ops::{rms_norm, silu_mul};
 use super::{KvCache, Model, ModelError, TensorRef};
 
@@ -19,28 +20,25 @@ pub enum Logits {
     From(usize),
 }
 
-/// One sequence's state: its tokens, KV cache and reusable scratch buffers.
+impl Logits {
+    /// Index of the first new position that gets logits, of `n` new ones.
+    fn first(self, n: usize) -> usize {
+        match self {
+            Logits::None => n,
+            Logits::Last => n.saturating_sub(1),
+            Logits::All => 0,
+            Logits::From(i) => i.min(n),
+        }
+    }
+}
+
+/// One sequence's state: its tokens and KV cache, plus scratch buffers for
+/// passes that run it alone.
 #[derive(Debug)]
 pub struct Session {
     pub(crate) cache: KvCache,
     tokens: Vec<u32>,
-    scratch: Scratch,
-}
-
-#[derive(Debug, Default)]
-struct Scratch {
-    x: Vec<f32>,
-    h: Vec<f32>,
-    q: Vec<f32>,
-    k: Vec<f32>,
-    v: Vec<f32>,
-    att: Vec<f32>,
-    gate: Vec<f32>,
-    up: Vec<f32>,
-    proj: Vec<f32>,
-    acts: Activations,
-    cos: Vec<f32>,
-    sin: Vec<f32>,
+    buffers: PassBuffers,
 }
 
 impl Session {
@@ -69,15 +67,46 @@ impl Session {
     }
 }
 
+/// One sequence's part of a batched pass.
+#[derive(Debug)]
+pub struct PassInput<'s, 't> {
+    pub session: &'s mut Session,
+    pub tokens: &'t [u32],
+    pub logits: Logits,
+}
+
+/// Activation buffers of a pass, reused across passes (they grow to the
+/// largest pass seen and stay).
+#[derive(Debug, Default)]
+pub struct PassBuffers {
+    x: Vec<f32>,
+    h: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    att: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    proj: Vec<f32>,
+    acts: Activations,
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+}
+
 impl Model {
     pub fn new_session(&self) -> Session {
         Session {
             cache: KvCache::new(self.config.n_layer, self.config.kv_dim()),
             tokens: Vec::new(),
-            scratch: Scratch {
-                acts: Activations::with_precision(self.precision),
-                ..Scratch::default()
-            },
+            buffers: self.new_pass_buffers(),
+        }
+    }
+
+    /// Buffers for [`Model::forward_batch`].
+    pub fn new_pass_buffers(&self) -> PassBuffers {
+        PassBuffers {
+            acts: Activations::with_precision(self.precision),
+            ..PassBuffers::default()
         }
     }
 
@@ -90,51 +119,77 @@ impl Model {
         tokens: &[u32],
         which: Logits,
     ) -> Result<Vec<f32>, ModelError> {
-        if tokens.is_empty() {
-            return Err(ModelError::EmptyInput);
-        }
+        let mut buffers = std::mem::take(&mut session.buffers);
+        let mut inputs = [PassInput {
+            session,
+            tokens,
+            logits: which,
+        }];
+        let result = self.forward_batch(&mut buffers, &mut inputs);
+        inputs[0].session.buffers = buffers;
+        result.map(|mut all| all.pop().unwrap_or_default())
+    }
+
+    /// One pass over the weights for several sequences (continuous
+    /// batching): every input's tokens are appended to its session, and the
+    /// logits each input asked for are returned in input order. A sequence's
+    /// results are bit-identical to running it alone: the kernels compute
+    /// every (weight row, token) pair the same way whatever the batch.
+    pub fn forward_batch(
+        &self,
+        buffers: &mut PassBuffers,
+        inputs: &mut [PassInput<'_, '_>],
+    ) -> Result<Vec<Vec<f32>>, ModelError> {
         let cfg = &self.config;
-        let needed = session.len() + tokens.len();
-        if needed > cfg.n_ctx {
-            return Err(ModelError::ContextOverflow {
-                needed,
-                limit: cfg.n_ctx,
-            });
+        for input in inputs.iter() {
+            if input.tokens.is_empty() {
+                return Err(ModelError::EmptyInput);
+            }
+            let needed = input.session.len() + input.tokens.len();
+            if needed > cfg.n_ctx {
+                return Err(ModelError::ContextOverflow {
+                    needed,
+                    limit: cfg.n_ctx,
+                });
+            }
+            if let Some(&id) = input.tokens.iter().find(|&&t| t as usize >= cfg.n_vocab) {
+                return Err(ModelError::InvalidToken {
+                    id,
+                    vocab: cfg.n_vocab,
+                });
+            }
         }
-        if let Some(&id) = tokens.iter().find(|&&t| t as usize >= cfg.n_vocab) {
-            return Err(ModelError::InvalidToken {
-                id,
-                vocab: cfg.n_vocab,
-            });
+        if inputs.is_empty() {
+            return Ok(Vec::new());
         }
-        let first_logit = match which {
-            Logits::None => tokens.len(),
-            Logits::Last => tokens.len() - 1,
-            Logits::All => 0,
-            Logits::From(i) => i.min(tokens.len()),
-        };
-        let logits = self
-            .pool
-            .install(|| self.forward_inner(session, tokens, first_logit));
-        session.tokens.extend_from_slice(tokens);
+        let logits = self.pool.install(|| self.pass(buffers, inputs));
+        for input in inputs.iter_mut() {
+            input.session.tokens.extend_from_slice(input.tokens);
+        }
         Ok(logits)
     }
 
-    fn forward_inner(&self, session: &mut Session, tokens: &[u32], first_logit: usize) -> Vec<f32> {
+    fn pass(&self, s: &mut PassBuffers, inputs: &mut [PassInput<'_, '_>]) -> Vec<Vec<f32>> {
         let cfg = &self.config;
         let bytes = self.bytes();
-        let n = tokens.len();
         let d = cfg.n_embd;
         let q_dim = cfg.n_head * cfg.head_dim;
         let kv_dim = cfg.kv_dim();
-        let start = session.cache.len();
-        // Discard anything a previous, interrupted pass appended.
-        session.cache.truncate(start);
-        let s = &mut session.scratch;
+        // Row ranges and start positions of each sequence within the pass.
+        let mut spans = Vec::with_capacity(inputs.len());
+        let mut n = 0;
+        for input in inputs.iter_mut() {
+            let start = input.session.cache.len();
+            // Discard anything a previous, interrupted pass appended.
+            input.session.cache.truncate(start);
+            spans.push((n..n + input.tokens.len(), start));
+            n += input.tokens.len();
+        }
 
         s.x.resize(n * d, 0.0);
         let embd = self.weights.token_embd.view(bytes);
-        for (row, &t) in s.x.chunks_exact_mut(d).zip(tokens) {
+        let all_tokens = inputs.iter().flat_map(|i| i.tokens.iter());
+        for (row, &t) in s.x.chunks_exact_mut(d).zip(all_tokens) {
             embd.dequantize_row(t as usize, row);
         }
         s.h.resize(n * d, 0.0);
@@ -145,6 +200,11 @@ impl Model {
         s.gate.resize(n * cfg.n_ff, 0.0);
         s.up.resize(n * cfg.n_ff, 0.0);
         s.proj.resize(n * d, 0.0);
+        let heads = HeadShape {
+            n_head: cfg.n_head,
+            n_head_kv: cfg.n_head_kv,
+            head_dim: cfg.head_dim,
+        };
 
         for (l, w) in self.weights.layers.iter().enumerate() {
             for (h, x) in s.h.chunks_exact_mut(d).zip(s.x.chunks_exact(d)) {
@@ -157,22 +217,34 @@ impl Model {
                 n,
                 &mut [(&w.wq, &mut s.q), (&w.wk, &mut s.k), (&w.wv, &mut s.v)],
             );
-            for t in 0..n {
-                self.rope.table(start + t, &mut s.cos, &mut s.sin);
-                self.rope
-                    .apply(&mut s.q[t * q_dim..(t + 1) * q_dim], &s.cos, &s.sin);
-                self.rope
-                    .apply(&mut s.k[t * kv_dim..(t + 1) * kv_dim], &s.cos, &s.sin);
+            for (rows, start) in &spans {
+                for (t, row) in rows.clone().enumerate() {
+                    self.rope.table(start + t, &mut s.cos, &mut s.sin);
+                    self.rope
+                        .apply(&mut s.q[row * q_dim..(row + 1) * q_dim], &s.cos, &s.sin);
+                    self.rope
+                        .apply(&mut s.k[row * kv_dim..(row + 1) * kv_dim], &s.cos, &s.sin);
+                }
             }
-            session.cache.append(l, &s.k, &s.v);
-            let (k_all, v_all) = session.cache.layer(l);
-            let shape = AttentionShape {
-                n_head: cfg.n_head,
-                n_head_kv: cfg.n_head_kv,
-                head_dim: cfg.head_dim,
-                start,
-            };
-            attention(&shape, &s.q, k_all, v_all, &mut s.att);
+            for (input, (rows, _)) in inputs.iter_mut().zip(&spans) {
+                let kv = rows.start * kv_dim..rows.end * kv_dim;
+                input.session.cache.append(l, &s.k[kv.clone()], &s.v[kv]);
+            }
+            let seqs: Vec<SequenceKv<'_>> = inputs
+                .iter()
+                .zip(&spans)
+                .map(|(input, (rows, start))| {
+                    let (k, v) = input.session.cache.layer(l);
+                    SequenceKv {
+                        rows: rows.clone(),
+                        start: *start,
+                        k,
+                        v,
+                    }
+                })
+                .collect();
+            attention(&heads, &seqs, &s.q, &mut s.att);
+            drop(seqs);
             project(bytes, &mut s.acts, &s.att, n, &mut [(&w.wo, &mut s.proj)]);
             add_in_place(&mut s.x, &s.proj);
 
@@ -196,28 +268,47 @@ impl Model {
             );
             add_in_place(&mut s.x, &s.proj);
         }
-        session.cache.commit(n);
+        for (input, (rows, _)) in inputs.iter_mut().zip(&spans) {
+            input.session.cache.commit(rows.len());
+        }
 
-        let rows = n - first_logit;
-        if rows == 0 {
-            return Vec::new();
+        // Final norm and output head for the rows that need logits, all
+        // sequences in one matmul.
+        let mut wanted = Vec::new();
+        for (input, (rows, _)) in inputs.iter().zip(&spans) {
+            let first = input.logits.first(rows.len());
+            wanted.push(rows.start + first..rows.end);
         }
-        let h = &mut s.h[..rows * d];
-        for (h, x) in h
-            .chunks_exact_mut(d)
-            .zip(s.x[first_logit * d..].chunks_exact(d))
-        {
-            rms_norm(h, x, &self.weights.output_norm, cfg.rms_eps);
+        let n_out: usize = wanted.iter().map(|r| r.len()).sum();
+        let mut per_input = vec![Vec::new(); inputs.len()];
+        if n_out == 0 {
+            return per_input;
         }
-        let mut logits = vec![0f32; rows * cfg.n_vocab];
+        let rows_out = wanted.iter().flat_map(|r| r.clone());
+        for (h, row) in s.h.chunks_exact_mut(d).zip(rows_out) {
+            rms_norm(
+                h,
+                &s.x[row * d..(row + 1) * d],
+                &self.weights.output_norm,
+                cfg.rms_eps,
+            );
+        }
+        let vocab = cfg.n_vocab;
+        let mut logits = vec![0f32; n_out * vocab];
         project(
             bytes,
             &mut s.acts,
-            &s.h[..rows * d],
-            rows,
+            &s.h[..n_out * d],
+            n_out,
             &mut [(&self.weights.output, &mut logits)],
         );
-        logits
+        let mut offset = 0;
+        for (out, range) in per_input.iter_mut().zip(&wanted) {
+            let len = range.len() * vocab;
+            *out = logits[offset..offset + len].to_vec();
+            offset += len;
+        }
+        per_input
     }
 }
 
@@ -238,28 +329,26 @@ fn project(
     jobs: &mut [(&TensorRef, &mut Vec<f32>)],
 ) {
     let cols = jobs[0].0.cols;
+    let views: Vec<QMatrix<'_>> = jobs.iter().map(|(t, _)| t.view(bytes)).collect();
     let mut done = vec![false; jobs.len()];
     for i in 0..jobs.len() {
         if done[i] {
             continue;
         }
-        let format: WeightFormat = jobs[i].0.format;
+        let format = views[i].format();
         acts.prepare(format, input, n, cols);
-        let views: Vec<QMatrix<'_>> = jobs.iter().map(|(t, _)| t.view(bytes)).collect();
         let mut batch: Vec<(&QMatrix<'_>, &mut [f32])> = Vec::with_capacity(jobs.len());
         for (j, ((t, out), view)) in jobs.iter_mut().zip(&views).enumerate() {
-            if !done[j] && t.format == format {
+            if !done[j] && acts.feeds(view.format()) {
                 done[j] = true;
                 batch.push((view, &mut out[..n * t.rows]));
             }
         }
-        let result = if batch.len() == 1 {
-            let (w, y) = batch.pop().expect("one job");
-            matmul(w, acts, y)
-        } else {
-            matmul_many(&mut batch, acts)
+        let result = match batch.as_mut_slice() {
+            [(w, y)] => matmul(w, acts, y),
+            jobs => matmul_many(jobs, acts),
         };
-        // Shapes were validated at load and buffers sized above.
+        // Shapes were validated at load and buffers sized by the caller.
         result.expect("matmul shapes are validated at load");
     }
 }

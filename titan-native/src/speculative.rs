@@ -1,0 +1,337 @@
+//! Speculative decoding on the titan: sequences that draft, verify in one
+//! batched target pass, and roll back what the target rejects.
+//!
+//! Plain decoding is the special case of zero drafts, so every generation in
+//! the titan goes through [`step`]: one target pass per step for every
+//! sequence in the batch, each contributing its pending token plus its
+//! drafts. Verification uses [`verify_drafts`] with the request's shared
+//! randomness, so the output is exactly what plain decoding with the target
+//! alone produces, whatever the drafter proposes.
+
+use shared_protocol::sampling::{SamplingParams, sample_token};
+use shared_protocol::speculative::verify_drafts;
+
+use crate::engine::{Logits, Model, ModelError, PassBuffers, PassInput, Session};
+
+/// Bounds of the adaptive draft length.
+pub const MIN_DRAFT: usize = 2;
+pub const MAX_DRAFT: usize = 16;
+
+/// Why a sequence stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// An end-of-generation token was sampled (or a stop condition matched).
+    Stop,
+    /// The token budget is spent.
+    Length,
+    /// The context is full.
+    ContextFull,
+    /// The consumer went away.
+    Cancelled,
+}
+
+/// Counters of one sequence's speculation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SpecStats {
+    /// Draft tokens proposed.
+    pub drafted: usize,
+    /// Draft tokens the target agreed with.
+    pub accepted: usize,
+    /// Target passes this sequence took part in (prefill excluded).
+    pub target_passes: usize,
+}
+
+/// Where drafts come from.
+pub enum Drafter<'m> {
+    /// No drafts: plain decoding.
+    None,
+    /// A draft model on this machine, sampling with the request's shared
+    /// randomness so that it proposes what the target is likely to pick.
+    Model {
+        model: &'m Model,
+        buffers: Box<PassBuffers>,
+    },
+    /// Uniformly random tokens: a deliberately useless drafter, for tests
+    /// that losslessness does not depend on draft quality.
+    Random { seed: u64, vocab: u32 },
+}
+
+impl<'m> Drafter<'m> {
+    pub fn model(model: &'m Model) -> Self {
+        Drafter::Model {
+            model,
+            buffers: Box::new(model.new_pass_buffers()),
+        }
+    }
+}
+
+/// One generating sequence.
+#[derive(Debug)]
+pub struct Sequence {
+    pub target: Session,
+    /// The draft model's cache of the same tokens, when a draft model drafts.
+    pub draft: Option<Session>,
+    pub params: SamplingParams,
+    pub max_tokens: usize,
+    /// Sampled but not yet run through the target (its KV is not cached).
+    pending: Option<u32>,
+    /// Generated tokens, in order (the end-of-generation token excluded).
+    pub generated: Vec<u32>,
+    /// Current draft length.
+    pub k: usize,
+    pub stats: SpecStats,
+    pub finished: Option<FinishReason>,
+}
+
+impl Sequence {
+    /// A sequence whose prompt has been fed: `logits` are the target's for
+    /// the last prompt position.
+    pub fn start(
+        model: &Model,
+        target: Session,
+        draft: Option<Session>,
+        logits: &[f32],
+        params: SamplingParams,
+        max_tokens: usize,
+    ) -> Self {
+        let mut seq = Sequence {
+            target,
+            draft,
+            params,
+            max_tokens,
+            pending: None,
+            generated: Vec::new(),
+            k: 4,
+            stats: SpecStats::default(),
+            finished: None,
+        };
+        let position = seq.target.len() as u64;
+        seq.accept_token(model, sample_token(logits, &params, position));
+        seq
+    }
+
+    /// Records a token the target chose; returns whether it became part of
+    /// the output (an end-of-generation token does not).
+    fn accept_token(&mut self, model: &Model, token: u32) -> bool {
+        if self.finished.is_some() {
+            return false;
+        }
+        if model.tokenizer.is_end_of_generation(token) {
+            self.finished = Some(FinishReason::Stop);
+            return false;
+        }
+        self.generated.push(token);
+        self.pending = Some(token);
+        if self.generated.len() >= self.max_tokens {
+            self.finished = Some(FinishReason::Length);
+        } else if self.target.len() + 1 > model.config.n_ctx {
+            // The pending token would not fit in the next pass.
+            self.finished = Some(FinishReason::ContextFull);
+        }
+        true
+    }
+
+    /// Stops the sequence (e.g. a stop string matched or the client left).
+    pub fn finish(&mut self, reason: FinishReason) {
+        self.finished.get_or_insert(reason);
+    }
+
+    /// Draft tokens this step may propose: bounded by the tokens still
+    /// wanted and by the context.
+    fn draft_budget(&self, n_ctx: usize) -> usize {
+        // A fully accepted draft yields its tokens plus the target's own.
+        let wanted = self
+            .max_tokens
+            .saturating_sub(self.generated.len())
+            .saturating_sub(1);
+        // The pass holds the pending token and the drafts.
+        let room = n_ctx.saturating_sub(self.target.len() + 1);
+        self.k.min(wanted).min(room)
+    }
+
+    fn is_active(&self) -> bool {
+        self.finished.is_none() && self.pending.is_some()
+    }
+
+    /// Adapts the draft length to the last verdict: grow after a fully
+    /// accepted draft, shrink to just past the accepted prefix otherwise.
+    fn adapt(&mut self, proposed: usize, accepted: usize) {
+        if proposed == 0 {
+            return;
+        }
+        self.k = if accepted == proposed {
+            (self.k + 2).min(MAX_DRAFT)
+        } else {
+            (accepted + 1).clamp(MIN_DRAFT, MAX_DRAFT)
+        };
+    }
+}
+
+/// One decoding step for every unfinished sequence: draft, one batched
+/// target pass, verify, roll back. Returns the tokens each sequence gained.
+pub fn step(
+    target: &Model,
+    drafter: &mut Drafter<'_>,
+    buffers: &mut PassBuffers,
+    seqs: &mut [&mut Sequence],
+) -> Result<Vec<Vec<u32>>, ModelError> {
+    let n_ctx = target.config.n_ctx;
+    let budgets: Vec<usize> = seqs
+        .iter()
+        .map(|s| {
+            if s.is_active() {
+                s.draft_budget(n_ctx)
+            } else {
+                0
+            }
+        })
+        .collect();
+    let mut drafts: Vec<Vec<u32>> = vec![Vec::new(); seqs.len()];
+    propose(drafter, seqs, &budgets, &mut drafts)?;
+
+    let pass_tokens: Vec<Vec<u32>> = seqs
+        .iter()
+        .zip(&drafts)
+        .map(|(s, d)| s.pending.into_iter().chain(d.iter().copied()).collect())
+        .collect();
+    let before: Vec<usize> = seqs.iter().map(|s| s.target.len()).collect();
+    let mut inputs: Vec<PassInput<'_, '_>> = seqs
+        .iter_mut()
+        .zip(&pass_tokens)
+        .filter(|(s, _)| s.is_active())
+        .map(|(s, tokens)| PassInput {
+            session: &mut s.target,
+            tokens,
+            logits: Logits::All,
+        })
+        .collect();
+    let mut logits = target.forward_batch(buffers, &mut inputs)?.into_iter();
+    drop(inputs);
+
+    let vocab = target.config.n_vocab;
+    let mut gained = vec![Vec::new(); seqs.len()];
+    for (i, seq) in seqs.iter_mut().enumerate() {
+        if !seq.is_active() {
+            continue;
+        }
+        let rows = logits.next().unwrap_or_default();
+        let d = &drafts[i];
+        let verdict =
+            verify_drafts(&rows, vocab, d, &seq.params, before[i] as u64 + 1).map_err(|e| {
+                ModelError::BadTensor {
+                    name: "verify pass logits".into(),
+                    reason: e.to_string(),
+                }
+            })?;
+        seq.stats.drafted += d.len();
+        seq.stats.accepted += verdict.accepted;
+        seq.stats.target_passes += 1;
+        seq.adapt(d.len(), verdict.accepted);
+        // Keep the pending token and the accepted drafts; roll back the rest.
+        seq.target.truncate(before[i] + 1 + verdict.accepted);
+        seq.pending = None;
+        for &t in d[..verdict.accepted].iter().chain([&verdict.next]) {
+            if seq.finished.is_some() {
+                break;
+            }
+            if seq.accept_token(target, t) {
+                gained[i].push(t);
+            }
+        }
+        if seq.finished.is_some() {
+            // Drafts accepted past the end are not part of the sequence.
+            let emitted_drafts = gained[i].len().min(verdict.accepted);
+            seq.target.truncate(before[i] + 1 + emitted_drafts);
+        }
+    }
+    Ok(gained)
+}
+
+/// Fills `drafts[i]` with up to `budgets[i]` tokens.
+fn propose(
+    drafter: &mut Drafter<'_>,
+    seqs: &mut [&mut Sequence],
+    budgets: &[usize],
+    drafts: &mut [Vec<u32>],
+) -> Result<(), ModelError> {
+    match drafter {
+        Drafter::None => Ok(()),
+        Drafter::Random { seed, vocab } => {
+            for ((seq, &budget), out) in seqs.iter().zip(budgets).zip(drafts.iter_mut()) {
+                let stream = *seed ^ seq.params.seed;
+                let base = seq.target.len() as u64;
+                *out = (0..budget as u64)
+                    .map(|j| {
+                        let u = shared_protocol::sampling::uniform(stream, base, j);
+                        (u * f64::from(*vocab)) as u32
+                    })
+                    .collect();
+            }
+            Ok(())
+        }
+        Drafter::Model { model, buffers } => {
+            draft_with_model(model, buffers, seqs, budgets, drafts)
+        }
+    }
+}
+
+/// Drafts with a draft model in lockstep across sequences: first brings each
+/// draft cache up to the target's tokens plus the pending one, then samples
+/// one token per sequence per pass (with the request's shared randomness, at
+/// the positions the target will verify) until every budget is met.
+fn draft_with_model(
+    model: &Model,
+    buffers: &mut PassBuffers,
+    seqs: &mut [&mut Sequence],
+    budgets: &[usize],
+    drafts: &mut [Vec<u32>],
+) -> Result<(), ModelError> {
+    let mut feed: Vec<Vec<u32>> = vec![Vec::new(); seqs.len()];
+    for ((seq, &budget), feed) in seqs.iter_mut().zip(budgets).zip(feed.iter_mut()) {
+        if budget == 0 {
+            continue;
+        }
+        let mut context = seq.target.tokens().to_vec();
+        context.extend(seq.pending);
+        let draft = seq.draft.get_or_insert_with(|| model.new_session());
+        let keep = crate::generate::common_prefix(draft.tokens(), &context).min(context.len() - 1);
+        draft.truncate(keep);
+        *feed = context[keep..].to_vec();
+    }
+    while feed.iter().any(|f| !f.is_empty()) {
+        let mut positions = Vec::new();
+        let mut inputs: Vec<PassInput<'_, '_>> = Vec::new();
+        for (seq, tokens) in seqs.iter_mut().zip(&feed) {
+            if tokens.is_empty() {
+                continue;
+            }
+            let session = seq.draft.get_or_insert_with(|| model.new_session());
+            positions.push((session.len() + tokens.len()) as u64);
+            inputs.push(PassInput {
+                session,
+                tokens,
+                logits: Logits::Last,
+            });
+        }
+        let logits = model.forward_batch(buffers, &mut inputs)?;
+        drop(inputs);
+        let mut rows = logits.iter().zip(positions);
+        for (i, seq) in seqs.iter().enumerate() {
+            if feed[i].is_empty() {
+                continue;
+            }
+            let Some((row, position)) = rows.next() else {
+                break;
+            };
+            let token = sample_token(row, &seq.params, position);
+            drafts[i].push(token);
+            feed[i] = if drafts[i].len() < budgets[i] {
+                vec![token]
+            } else {
+                Vec::new()
+            };
+        }
+    }
+    Ok(())
+}
