@@ -33,6 +33,8 @@ pub enum Command {
     Perplexity(PerplexityArgs),
     /// Prefill, decode and verify-pass speed on this machine.
     Bench(BenchArgs),
+    /// Serve the OpenAI-compatible HTTP API.
+    Serve(ServeArgs),
 }
 
 #[derive(Args, Debug)]
@@ -146,6 +148,45 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// A draft model that proposes tokens for the target to verify.
+    #[arg(long)]
+    pub draft: Option<String>,
+    /// Address of the HTTP API.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub http: std::net::SocketAddr,
+    /// Where the titan keeps its state (identity and ledger, in later versions).
+    #[arg(long, default_value_os_t = default_data_dir())]
+    pub data_dir: PathBuf,
+    /// The model id clients name (default: the short name or the file stem).
+    #[arg(long)]
+    pub model_id: Option<String>,
+    /// Sessions generated at once; more requests get 429.
+    #[arg(long, default_value_t = 64)]
+    pub max_sessions: usize,
+    /// Largest max_tokens a request may ask for.
+    #[arg(long, default_value_t = 4096)]
+    pub max_tokens: usize,
+}
+
+/// `$SHARD_DATA_DIR`, else `$XDG_DATA_HOME/shard`, else `~/.local/share/shard`.
+fn default_data_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("SHARD_DATA_DIR") {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(d).join("shard");
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| ".".into());
+    PathBuf::from(home)
+        .join(".local")
+        .join("share")
+        .join("shard")
+}
+
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Inspect(a) => commands::inspect::run(a),
@@ -153,5 +194,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Chat(a) => commands::chat::run(a),
         Command::Perplexity(a) => commands::perplexity::run(a),
         Command::Bench(a) => commands::bench::run(a),
+        Command::Serve(a) => commands::serve::run(a),
     }
 }

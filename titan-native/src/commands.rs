@@ -5,6 +5,7 @@ pub mod chat;
 pub mod generate;
 pub mod inspect;
 pub mod perplexity;
+pub mod serve;
 
 use anyhow::{Context, Result};
 

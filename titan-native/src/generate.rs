@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use shared_protocol::sampling::SamplingParams;
 
-use crate::engine::{Logits, Model, ModelError, Session};
+use crate::engine::{Logits, Model, ModelError, PassBuffers, PassInput, Session};
 use crate::speculative::{Drafter, FinishReason, Sequence, SpecStats, step};
 
 /// Prompts are fed in slices of this many tokens, bounding scratch memory
@@ -45,28 +45,62 @@ pub fn feed_prompt(
     session: &mut Session,
     prompt: &[u32],
 ) -> Result<Vec<f32>, ModelError> {
-    if prompt.is_empty() {
-        return Err(ModelError::EmptyInput);
+    let mut buffers = model.new_pass_buffers();
+    let mut logits = feed_prompts(model, &mut buffers, &mut [(session, prompt)])?;
+    Ok(logits.pop().unwrap_or_default())
+}
+
+/// Feeds several prompts at once, each after its session's cached prefix,
+/// sharing every pass over the weights; returns each prompt's last logits.
+pub fn feed_prompts(
+    model: &Model,
+    buffers: &mut PassBuffers,
+    jobs: &mut [(&mut Session, &[u32])],
+) -> Result<Vec<Vec<f32>>, ModelError> {
+    let mut remaining = Vec::with_capacity(jobs.len());
+    for (session, prompt) in jobs.iter_mut() {
+        if prompt.is_empty() {
+            return Err(ModelError::EmptyInput);
+        }
+        if prompt.len() > model.config.n_ctx {
+            return Err(ModelError::ContextOverflow {
+                needed: prompt.len(),
+                limit: model.config.n_ctx,
+            });
+        }
+        let keep = common_prefix(session.tokens(), prompt).min(prompt.len() - 1);
+        session.truncate(keep);
+        remaining.push(&prompt[keep..]);
     }
-    if prompt.len() > model.config.n_ctx {
-        return Err(ModelError::ContextOverflow {
-            needed: prompt.len(),
-            limit: model.config.n_ctx,
-        });
-    }
-    // Keep at least the last prompt token to recompute: its logits are needed.
-    let keep = common_prefix(session.tokens(), prompt).min(prompt.len() - 1);
-    session.truncate(keep);
-    let rest = &prompt[keep..];
-    let mut logits = Vec::new();
-    let n_chunks = rest.len().div_ceil(PREFILL_CHUNK);
-    for (i, chunk) in rest.chunks(PREFILL_CHUNK).enumerate() {
-        let which = if i + 1 == n_chunks {
-            Logits::Last
-        } else {
-            Logits::None
-        };
-        logits = model.forward(session, chunk, which)?;
+    let mut logits = vec![Vec::new(); jobs.len()];
+    while remaining.iter().any(|r| !r.is_empty()) {
+        let mut which = Vec::new();
+        let mut inputs = Vec::new();
+        for (i, ((session, _), rest)) in jobs.iter_mut().zip(remaining.iter_mut()).enumerate() {
+            if rest.is_empty() {
+                continue;
+            }
+            let (chunk, tail) = rest.split_at(rest.len().min(PREFILL_CHUNK));
+            *rest = tail;
+            which.push(i);
+            inputs.push(PassInput {
+                session,
+                tokens: chunk,
+                logits: if tail.is_empty() {
+                    Logits::Last
+                } else {
+                    Logits::None
+                },
+            });
+        }
+        for (i, out) in which
+            .into_iter()
+            .zip(model.forward_batch(buffers, &mut inputs)?)
+        {
+            if !out.is_empty() {
+                logits[i] = out;
+            }
+        }
     }
     Ok(logits)
 }

@@ -15,4 +15,5 @@ pub mod engine;
 pub mod generate;
 pub mod logging;
 pub mod model_name;
+pub mod server;
 pub mod speculative;

@@ -168,14 +168,25 @@ impl Sequence {
     }
 }
 
+/// What one step did for one sequence.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StepOutcome {
+    /// Tokens the sequence gained (accepted drafts, then the target's own).
+    pub tokens: Vec<u32>,
+    /// Drafts proposed and how many of them, from the first, were accepted.
+    pub drafted: usize,
+    pub accepted: usize,
+}
+
 /// One decoding step for every unfinished sequence: draft, one batched
-/// target pass, verify, roll back. Returns the tokens each sequence gained.
+/// target pass, verify, roll back. Returns, per sequence, what it gained
+/// (empty for sequences that were already finished).
 pub fn step(
     target: &Model,
     drafter: &mut Drafter<'_>,
     buffers: &mut PassBuffers,
     seqs: &mut [&mut Sequence],
-) -> Result<Vec<Vec<u32>>, ModelError> {
+) -> Result<Vec<StepOutcome>, ModelError> {
     let n_ctx = target.config.n_ctx;
     let budgets: Vec<usize> = seqs
         .iter()
@@ -210,7 +221,7 @@ pub fn step(
     drop(inputs);
 
     let vocab = target.config.n_vocab;
-    let mut gained = vec![Vec::new(); seqs.len()];
+    let mut outcomes = vec![StepOutcome::default(); seqs.len()];
     for (i, seq) in seqs.iter_mut().enumerate() {
         if !seq.is_active() {
             continue;
@@ -227,6 +238,9 @@ pub fn step(
         seq.stats.drafted += d.len();
         seq.stats.accepted += verdict.accepted;
         seq.stats.target_passes += 1;
+        let outcome = &mut outcomes[i];
+        outcome.drafted = d.len();
+        outcome.accepted = verdict.accepted;
         seq.adapt(d.len(), verdict.accepted);
         // Keep the pending token and the accepted drafts; roll back the rest.
         seq.target.truncate(before[i] + 1 + verdict.accepted);
@@ -236,16 +250,16 @@ pub fn step(
                 break;
             }
             if seq.accept_token(target, t) {
-                gained[i].push(t);
+                outcome.tokens.push(t);
             }
         }
         if seq.finished.is_some() {
             // Drafts accepted past the end are not part of the sequence.
-            let emitted_drafts = gained[i].len().min(verdict.accepted);
+            let emitted_drafts = outcome.tokens.len().min(verdict.accepted);
             seq.target.truncate(before[i] + 1 + emitted_drafts);
         }
     }
-    Ok(gained)
+    Ok(outcomes)
 }
 
 /// Fills `drafts[i]` with up to `budgets[i]` tokens.

@@ -1,0 +1,45 @@
+//! `titan serve`: the model behind the OpenAI-compatible HTTP API.
+
+use std::io::Write;
+
+use anyhow::{Context, Result};
+
+use crate::cli::ServeArgs;
+use crate::server::{ServeOptions, serve};
+
+pub fn run(args: ServeArgs) -> Result<()> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating the data dir {}", args.data_dir.display()))?;
+    let model = super::load_model(&args.model)?;
+    let draft = super::load_draft(args.draft.as_deref(), &args.model, &model)?;
+    let model_id = args
+        .model_id
+        .clone()
+        .unwrap_or_else(|| default_model_id(&args.model.model));
+    let options = ServeOptions {
+        http: args.http,
+        model_id: model_id.clone(),
+        max_sessions: args.max_sessions,
+        max_tokens_cap: args.max_tokens,
+    };
+    serve(model, draft, options, |addr| {
+        // One line on stdout that scripts and tests can wait for.
+        println!("listening on http://{addr} (model {model_id})");
+        let _ = std::io::stdout().flush();
+        tracing::info!(%addr, model = %model_id, "serving");
+    })
+}
+
+/// The short name when the model was given by one, else the file stem.
+fn default_model_id(arg: &str) -> String {
+    if crate::model_name::KNOWN_MODELS
+        .iter()
+        .any(|(n, _, _)| n.eq_ignore_ascii_case(arg))
+    {
+        return arg.to_ascii_lowercase();
+    }
+    std::path::Path::new(arg)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| arg.to_owned())
+}

@@ -1,0 +1,164 @@
+//! `titan serve`: the OpenAI-compatible HTTP API over the scheduler.
+//!
+//! Threads: the scheduler runs on its own OS thread and computes on the
+//! model's rayon pool; HTTP runs on a small tokio runtime. Requests reach the
+//! scheduler through a bounded queue, and at most `max_sessions` run at once
+//! (more get 429 with `Retry-After`). Bodies are capped at 1 MiB.
+
+mod error;
+pub mod metrics;
+mod openai;
+mod routes;
+pub mod scheduler;
+mod stop;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::routing::{get, post};
+use shared_protocol::chat::ChatTemplate;
+use shared_protocol::tokenizer::Tokenizer;
+use tokio::sync::Semaphore;
+
+use crate::engine::Model;
+use error::ApiError;
+use metrics::Metrics;
+use scheduler::Job;
+
+/// Settings of a running server.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub http: SocketAddr,
+    /// The id clients use in `model`.
+    pub model_id: String,
+    pub max_sessions: usize,
+    pub max_tokens_cap: usize,
+}
+
+/// What the HTTP handlers share.
+pub struct AppState {
+    pub model_id: String,
+    pub created: u64,
+    pub tokenizer: Tokenizer,
+    pub template: ChatTemplate,
+    pub n_ctx: usize,
+    pub max_tokens_cap: usize,
+    pub jobs: std::sync::mpsc::SyncSender<Job>,
+    pub sessions: Arc<Semaphore>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    fn check_model(&self, model: &str) -> Result<(), ApiError> {
+        if model == self.model_id {
+            Ok(())
+        } else {
+            Err(ApiError::model_not_found(model))
+        }
+    }
+
+    /// Prompt text to tokens (BOS first where the model wants it; special
+    /// tokens written by the chat template are recognised).
+    fn tokenize(&self, text: &str) -> Vec<u32> {
+        let mut tokens = Vec::new();
+        if self.tokenizer.add_bos()
+            && let Some(bos) = self.tokenizer.bos()
+        {
+            tokens.push(bos);
+        }
+        tokens.extend(self.tokenizer.encode(text, true));
+        tokens
+    }
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(routes::chat_completions))
+        .route("/v1/completions", post(routes::completions))
+        .route("/v1/models", get(routes::models))
+        .route("/health", get(routes::health))
+        .route("/metrics", get(routes::metrics))
+        .fallback(routes::not_found)
+        .with_state(state)
+}
+
+/// Serves until Ctrl-C or SIGTERM; `on_listening` is told the bound address.
+pub fn serve(
+    target: Model,
+    draft: Option<Model>,
+    options: ServeOptions,
+    on_listening: impl FnOnce(SocketAddr),
+) -> Result<()> {
+    let metrics = Arc::new(Metrics::default());
+    let template = target.chat_template.clone().unwrap_or_else(|e| {
+        tracing::warn!("{e}; chat requests use ChatML");
+        ChatTemplate::default()
+    });
+    // Queue room for one burst of every session slot.
+    let (jobs_tx, jobs_rx) = std::sync::mpsc::sync_channel(options.max_sessions.max(1));
+    let state = Arc::new(AppState {
+        model_id: options.model_id.clone(),
+        created: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        tokenizer: target.tokenizer.clone(),
+        template,
+        n_ctx: target.config.n_ctx,
+        max_tokens_cap: options.max_tokens_cap,
+        jobs: jobs_tx,
+        sessions: Arc::new(Semaphore::new(options.max_sessions.max(1))),
+        metrics: metrics.clone(),
+    });
+    let scheduler_metrics = metrics.clone();
+    let scheduler = std::thread::Builder::new()
+        .name("titan-scheduler".into())
+        .spawn(move || scheduler::run(target, draft, jobs_rx, scheduler_metrics))
+        .context("starting the scheduler thread")?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("titan-http")
+        .enable_all()
+        .build()
+        .context("starting the HTTP runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(options.http)
+            .await
+            .with_context(|| format!("binding {}", options.http))?;
+        let addr = listener.local_addr()?;
+        on_listening(addr);
+        axum::serve(listener, router(state))
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("HTTP server")
+    })?;
+    // Dropping the state closed the job queue; the scheduler finishes its
+    // running jobs and returns.
+    if scheduler.join().is_err() {
+        anyhow::bail!("the scheduler thread panicked");
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}
