@@ -78,6 +78,23 @@ pub fn gumbel(seed: u64, position: u64, index: u64) -> f64 {
 /// skip tokens that cannot win without computing their noise.
 const GUMBEL_MAX: f64 = 37.5;
 
+/// A cheap upper bound on [`gumbel`]`(seed, position, index)`, from the hash
+/// bits alone: `-ln(-ln u) < -ln(1 - u)`, and `1 - u` is at least the power
+/// of two below it, which a leading-zero count finds. For most tokens the
+/// bound is about 0.7, so tokens more than a few units below the best score
+/// are skipped without a logarithm.
+fn gumbel_bound(seed: u64, position: u64, index: u64) -> f64 {
+    let h = splitmix64(seed ^ splitmix64(position ^ splitmix64(index)));
+    // u = (m + 0.5) / 2^53, so 1 - u = (r + 0.5) / 2^53.
+    let r = (1u64 << 53) - 1 - (h >> 11);
+    if r == 0 {
+        GUMBEL_MAX
+    } else {
+        // r + 0.5 > 2^floor(log2 r) = 2^(63 - lz)
+        f64::from(r.leading_zeros() - 10) * std::f64::consts::LN_2
+    }
+}
+
 /// Index of the largest value; the lowest index wins ties. NaN never wins.
 pub fn argmax(values: &[f32]) -> u32 {
     let mut best = 0usize;
@@ -91,22 +108,41 @@ pub fn argmax(values: &[f32]) -> u32 {
     best as u32
 }
 
-/// The token chosen at sequence `position` from the target's `logits`.
+/// The token chosen at sequence `position` from the target's `logits`:
+/// `argmax(logits / T + gumbel)` over the candidates, the lowest id winning
+/// (measure-zero) ties. Tokens that provably cannot win are skipped before
+/// their noise is computed; the result is the same as scoring every token.
 pub fn sample_token(logits: &[f32], params: &SamplingParams, position: u64) -> u32 {
     if params.is_greedy() || logits.len() <= 1 {
         return argmax(logits);
     }
     let inv_t = 1.0 / f64::from(params.temperature);
+    let score = |i: u32| f64::from(logits[i as usize]) * inv_t;
     let candidates = filter_candidates(logits, params);
-    let mut best = candidates.first().copied().unwrap_or(0);
-    let mut best_v = f64::NEG_INFINITY;
+    // Start from the most likely candidate so the bound prunes early.
+    let Some(&first) = candidates
+        .iter()
+        .filter(|&&i| !logits[i as usize].is_nan())
+        .max_by(|&&a, &&b| {
+            logits[a as usize]
+                .total_cmp(&logits[b as usize])
+                .then(b.cmp(&a))
+        })
+    else {
+        return argmax(logits);
+    };
+    let mut best = first;
+    let mut best_v = score(first) + gumbel(params.seed, position, u64::from(first));
     for &i in &candidates {
-        let scaled = f64::from(logits[i as usize]) * inv_t;
-        if scaled + GUMBEL_MAX <= best_v || scaled.is_nan() {
+        let s = score(i);
+        if i == first || s.is_nan() || s + GUMBEL_MAX <= best_v {
             continue;
         }
-        let v = scaled + gumbel(params.seed, position, u64::from(i));
-        if v > best_v {
+        if s + gumbel_bound(params.seed, position, u64::from(i)) <= best_v {
+            continue;
+        }
+        let v = s + gumbel(params.seed, position, u64::from(i));
+        if v > best_v || (v == best_v && i < best) {
             best_v = v;
             best = i;
         }
@@ -114,8 +150,10 @@ pub fn sample_token(logits: &[f32], params: &SamplingParams, position: u64) -> u
     best
 }
 
-/// Token ids that survive top-k and top-p, in descending logit order when
-/// filtering applies, else all ids in order.
+/// Token ids that survive top-k and top-p: all ids in order when neither
+/// applies, else the survivors in descending logit order (ties by id). The
+/// nucleus is found by sorting growing heads of the candidates, not the whole
+/// vocabulary; the cut is the same as with a full sort.
 fn filter_candidates(logits: &[f32], params: &SamplingParams) -> Vec<u32> {
     let n = logits.len();
     let k = if params.top_k == 0 {
@@ -126,37 +164,54 @@ fn filter_candidates(logits: &[f32], params: &SamplingParams) -> Vec<u32> {
     if k == n && params.top_p >= 1.0 {
         return (0..n as u32).collect();
     }
-    let mut ids: Vec<u32> = (0..n as u32).collect();
-    let key = |&i: &u32| {
+    let key = |i: u32| {
         let v = logits[i as usize];
         if v.is_nan() { f32::NEG_INFINITY } else { v }
     };
-    let cmp = |a: &u32, b: &u32| key(b).total_cmp(&key(a)).then(a.cmp(b));
+    let cmp = |a: &u32, b: &u32| key(*b).total_cmp(&key(*a)).then(a.cmp(b));
+    let mut ids: Vec<u32> = (0..n as u32).collect();
     if k < n {
         ids.select_nth_unstable_by(k - 1, cmp);
         ids.truncate(k);
     }
-    ids.sort_unstable_by(cmp);
-    if params.top_p < 1.0 {
-        let inv_t = 1.0 / f64::from(params.temperature);
-        let max = f64::from(key(&ids[0])) * inv_t;
-        let weights: Vec<f64> = ids
-            .iter()
-            .map(|i| (f64::from(key(i)) * inv_t - max).exp())
-            .collect();
-        let total: f64 = weights.iter().sum();
+    if params.top_p >= 1.0 {
+        ids.sort_unstable_by(cmp);
+        return ids;
+    }
+    let inv_t = 1.0 / f64::from(params.temperature);
+    let max = ids
+        .iter()
+        .map(|&i| key(i))
+        .fold(f32::NEG_INFINITY, f32::max);
+    let weight = |i: u32| ((f64::from(key(i)) - f64::from(max)) * inv_t).exp();
+    // Summed in id order, so the total does not depend on how the selection
+    // below happens to arrange the ids.
+    let total: f64 = if ids.len() == n {
+        ids.iter().map(|&i| weight(i)).sum()
+    } else {
+        let mut by_id = ids.clone();
+        by_id.sort_unstable();
+        by_id.iter().map(|&i| weight(i)).sum()
+    };
+    let mut head = 64.min(ids.len());
+    loop {
+        if head < ids.len() {
+            ids.select_nth_unstable_by(head - 1, cmp);
+        }
+        ids[..head].sort_unstable_by(cmp);
         let mut acc = 0.0;
-        let mut keep = ids.len();
-        for (j, w) in weights.iter().enumerate() {
-            acc += w / total;
+        for j in 0..head {
+            acc += weight(ids[j]) / total;
             if acc >= f64::from(params.top_p) {
-                keep = j + 1;
-                break;
+                ids.truncate(j + 1);
+                return ids;
             }
         }
-        ids.truncate(keep);
+        if head == ids.len() {
+            return ids;
+        }
+        head = (head * 4).min(ids.len());
     }
-    ids
 }
 
 #[cfg(test)]
@@ -210,6 +265,99 @@ mod tests {
             .sum();
         // 5 degrees of freedom: p = 0.001 at 20.5.
         assert!(chi2 < 20.5, "chi2 = {chi2}, counts = {counts:?}");
+    }
+
+    /// Scoring every candidate, no pruning: what `sample_token` must equal.
+    fn sample_unpruned(logits: &[f32], params: &SamplingParams, position: u64) -> u32 {
+        let inv_t = 1.0 / f64::from(params.temperature);
+        let mut best = (f64::NEG_INFINITY, 0u32);
+        for i in filter_candidates(logits, params) {
+            let v =
+                f64::from(logits[i as usize]) * inv_t + gumbel(params.seed, position, u64::from(i));
+            if v > best.0 {
+                best = (v, i);
+            }
+        }
+        best.1
+    }
+
+    #[test]
+    fn pruning_never_changes_the_pick() {
+        let mut logits = vec![0f32; 3000];
+        for (i, l) in logits.iter_mut().enumerate() {
+            *l = (uniform(99, 1, i as u64) as f32 - 0.5) * 30.0;
+        }
+        for (t, top_k, top_p) in [
+            (1.0, 0, 1.0),
+            (0.3, 0, 1.0),
+            (2.0, 0, 1.0),
+            (1.0, 50, 0.9),
+            (0.8, 0, 0.5),
+        ] {
+            let params = SamplingParams {
+                temperature: t,
+                top_k,
+                top_p,
+                seed: 5,
+            };
+            for pos in 0..300 {
+                assert_eq!(
+                    sample_token(&logits, &params, pos),
+                    sample_unpruned(&logits, &params, pos),
+                    "T {t} pos {pos}"
+                );
+            }
+        }
+        for i in 0..20_000u64 {
+            assert!(gumbel(3, 4, i) < gumbel_bound(3, 4, i), "index {i}");
+        }
+    }
+
+    #[test]
+    fn nucleus_equals_a_full_sort() {
+        let mut logits = vec![0f32; 5000];
+        for (i, l) in logits.iter_mut().enumerate() {
+            *l = (uniform(7, 2, i as u64) as f32 - 0.5) * 12.0;
+        }
+        for (t, top_k, top_p) in [
+            (1.0f32, 0, 0.9f32),
+            (0.5, 0, 0.99),
+            (2.0, 0, 0.3),
+            (1.0, 300, 0.95),
+            (1.0, 0, 0.999_99),
+        ] {
+            let params = SamplingParams {
+                temperature: t,
+                top_k,
+                top_p,
+                seed: 0,
+            };
+            let mut ids: Vec<u32> = (0..logits.len() as u32).collect();
+            ids.sort_by(|a, b| {
+                logits[*b as usize]
+                    .total_cmp(&logits[*a as usize])
+                    .then(a.cmp(b))
+            });
+            if top_k > 0 {
+                ids.truncate(top_k);
+            }
+            let max = f64::from(logits[ids[0] as usize]);
+            let w = |i: u32| ((f64::from(logits[i as usize]) - max) / f64::from(t)).exp();
+            let mut by_id = ids.clone();
+            by_id.sort_unstable();
+            let total: f64 = by_id.iter().map(|&i| w(i)).sum();
+            let mut acc = 0.0;
+            let keep = ids.iter().position(|&i| {
+                acc += w(i) / total;
+                acc >= f64::from(top_p)
+            });
+            ids.truncate(keep.map_or(ids.len(), |k| k + 1));
+            assert_eq!(
+                filter_candidates(&logits, &params),
+                ids,
+                "T {t} top_k {top_k} top_p {top_p}"
+            );
+        }
     }
 
     #[test]

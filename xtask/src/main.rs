@@ -5,6 +5,7 @@
 //! `$SHARD_CACHE_DIR` (default `~/.cache/shard`), so a fresh machine needs
 //! nothing but cargo and a rerun is quick.
 
+mod bench;
 mod models;
 mod setup;
 mod util;
@@ -15,11 +16,11 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  demo            fetch the default model if absent, build the titan and chat with it
+  demo            fetch the default model if absent, build the titan and serve it (OpenAI API)
   ci              install everything, then run the whole test suite (what .ci/run runs)
   setup           install test prerequisites (Rust targets, Debian packages, Python venv, models)
   fetch-models    download the default model (SmolLM2-135M-Instruct Q4_1) into the cache
-  bench           run the kernel benchmarks and `titan bench` on the default model
+  bench [WHAT]    benchmarks: kernels, titan (prefill/decode/verify), spec, load; all by default
 ";
 
 fn main() -> Result<()> {
@@ -30,7 +31,7 @@ fn main() -> Result<()> {
         Some("ci") => ci(),
         Some("setup") => setup::all(),
         Some("fetch-models") => models::fetch_default().map(|_| ()),
-        Some("bench") => bench(),
+        Some("bench") => bench::run(&rest),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
             Ok(())
@@ -39,16 +40,22 @@ fn main() -> Result<()> {
     }
 }
 
-/// The main job: the default model on a titan. Extra arguments go to `titan`.
+/// The main job: a titan serving the default model on the OpenAI API.
+/// Extra arguments go to `titan serve`.
 fn demo(extra: &[&str]) -> Result<()> {
-    let model = models::fetch_default()?;
+    models::fetch_default()?;
     util::run(
         "cargo",
         &["build", "--release", "--locked", "-p", "titan-native"],
     )?;
     let titan = util::target_dir().join("release").join("titan");
-    let model = model.to_string_lossy();
-    let mut args = vec!["chat", "--model", model.as_ref()];
+    eprintln!(
+        "\nTry:\n  curl http://127.0.0.1:8080/v1/chat/completions -H 'content-type: application/json' \\\n    \
+         -d '{{\"model\":\"smollm2-135m\",\"messages\":[{{\"role\":\"user\",\"content\":\"What is the capital of France?\"}}]}}'\n\
+         or chat on the terminal:\n  {} chat --model smollm2-135m\n",
+        titan.display()
+    );
+    let mut args = vec!["serve", "--model", "smollm2-135m"];
     args.extend_from_slice(extra);
     util::run(&titan.to_string_lossy(), &args)
 }
@@ -89,23 +96,5 @@ fn ci() -> Result<()> {
         ],
     )?;
     util::step("all checks passed");
-    Ok(())
-}
-
-fn bench() -> Result<()> {
-    let model = models::fetch_default()?;
-    util::run("cargo", &["bench", "--locked", "-p", "kernels-cpu"])?;
-    util::run(
-        "cargo",
-        &["build", "--release", "--locked", "-p", "titan-native"],
-    )?;
-    let titan = util::target_dir().join("release").join("titan");
-    let model = model.to_string_lossy();
-    for threads in ["1", "2"] {
-        util::run(
-            &titan.to_string_lossy(),
-            &["bench", "--model", model.as_ref(), "--threads", threads],
-        )?;
-    }
     Ok(())
 }
