@@ -1,9 +1,15 @@
-"""Independent reference forward pass for llama-architecture GGUF models.
+"""Independent reference forward pass for llama-family GGUF models.
 
 Reads the file with llama.cpp's own `gguf` package, dequantizes every tensor
-with `gguf.quants.dequantize`, and runs the transformer in float64 numpy, the
-way llama.cpp's llama graph does (RMSNorm, NORM-style RoPE on adjacent pairs,
-GQA causal attention, SwiGLU, tied or separate output head).
+with `gguf.quants.dequantize`, and runs the transformer in float64 numpy:
+- `llama` as llama.cpp's llama graph does (RMSNorm, NORM-style RoPE on
+  adjacent pairs, GQA causal attention, SwiGLU, tied or separate output head);
+- `bitnet`, `bitnet-b1.58`, `bitnet-25` as described in
+  ../shared/notes/bitnet.md §3: NEOX RoPE, RMSNorm of the attention output
+  (`attn_sub_norm`) before `attn_output`, relu² gate for bitnet-b1.58/25
+  (SiLU for `bitnet` unless `bitnet.hidden_activation` says relu2), RMSNorm
+  of the gated product (`ffn_sub_norm`) before `ffn_down`, and optional
+  `blk.N.*.scale` scalars multiplied into the matmul outputs.
 
 Usage: llama_forward.py MODEL [--q8-activations] < sequences.json
 
@@ -36,7 +42,9 @@ def main():
     sequences = json.load(sys.stdin)
     r = GGUFReader(path)
     arch = field(r, "general.architecture")
-    assert arch == "llama", f"reference supports llama only, got {arch}"
+    assert arch in ("llama", "bitnet", "bitnet-b1.58", "bitnet-25"), f"unsupported architecture {arch}"
+    bitnet = arch != "llama"
+    relu2 = arch in ("bitnet-b1.58", "bitnet-25") or field(r, f"{arch}.hidden_activation") in ("relu2", "relu_sqr")
     n_layer = field(r, f"{arch}.block_count")
     n_embd = field(r, f"{arch}.embedding_length")
     n_head = field(r, f"{arch}.attention.head_count")
@@ -70,7 +78,11 @@ def main():
         """x @ W.T for weight `name`, with the activation rounding if asked."""
         if q8_acts and tensors[name].tensor_type.name in quantized:
             x = q8(x)
-        return x @ w(name).T
+        y = x @ w(name).T
+        scale = name.replace(".weight", ".scale")
+        if bitnet and scale in tensors:
+            y = y * w(scale).reshape(-1)[0]
+        return y
 
     def rms_norm(x, weight):
         return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * weight
@@ -82,10 +94,14 @@ def main():
         ang = positions[:, None] * inv[None, :]  # (T, n_rot/2)
         cos = np.cos(ang)[:, None, :]
         sin = np.sin(ang)[:, None, :]
-        x0 = x[..., 0:n_rot:2]
-        x1 = x[..., 1:n_rot:2]
-        out[..., 0:n_rot:2] = x0 * cos - x1 * sin
-        out[..., 1:n_rot:2] = x0 * sin + x1 * cos
+        if bitnet:  # NEOX: pairs (i, i + n_rot/2)
+            lo, hi = slice(0, n_rot // 2), slice(n_rot // 2, n_rot)
+        else:  # NORM: pairs (2i, 2i + 1)
+            lo, hi = slice(0, n_rot, 2), slice(1, n_rot, 2)
+        x0 = x[..., lo]
+        x1 = x[..., hi]
+        out[..., lo] = x0 * cos - x1 * sin
+        out[..., hi] = x0 * sin + x1 * cos
         return out
 
     def forward(tokens):
@@ -111,11 +127,17 @@ def main():
                 s = np.exp(s - s.max(axis=-1, keepdims=True))
                 s /= s.sum(axis=-1, keepdims=True)
                 att[:, hd, :] = s @ v[:, kv, :]
-            x = x + mm(att.reshape(T, n_embd), p + "attn_output.weight")
+            att = att.reshape(T, n_embd)
+            if bitnet:
+                att = rms_norm(att, w(p + "attn_sub_norm.weight"))
+            x = x + mm(att, p + "attn_output.weight")
             h = rms_norm(x, w(p + "ffn_norm.weight"))
             g = mm(h, p + "ffn_gate.weight")
             u = mm(h, p + "ffn_up.weight")
-            x = x + mm((g / (1.0 + np.exp(-g))) * u, p + "ffn_down.weight")
+            f = (np.maximum(g, 0.0) ** 2 if relu2 else g / (1.0 + np.exp(-g))) * u
+            if bitnet:
+                f = rms_norm(f, w(p + "ffn_sub_norm.weight"))
+            x = x + mm(f, p + "ffn_down.weight")
 
         x = rms_norm(x, w("output_norm.weight"))
         return mm(x, "output.weight" if "output.weight" in tensors else "token_embd.weight")

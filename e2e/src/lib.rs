@@ -14,31 +14,12 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-/// File name of the default model inside the model cache.
-pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
-
-/// `$SHARD_CACHE_DIR`, else `$XDG_CACHE_HOME/shard`, else `~/.cache/shard`.
-pub fn cache_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("SHARD_CACHE_DIR") {
-        return PathBuf::from(dir);
-    }
-    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
-        return PathBuf::from(dir).join("shard");
-    }
-    let home = std::env::var_os("HOME").unwrap_or_else(|| ".".into());
-    PathBuf::from(home).join(".cache").join("shard")
-}
+/// The cache the titan and `cargo xtask setup` use.
+pub use titan_native::model_name::cache_dir;
 
 /// The default model, which must have been fetched by `cargo xtask setup`.
 pub fn default_model() -> Result<PathBuf> {
-    let path = cache_dir().join("models").join(DEFAULT_MODEL_FILE);
-    if !path.is_file() {
-        bail!(
-            "default model not found at {}; run `cargo xtask setup` (or `cargo xtask fetch-models`)",
-            path.display()
-        );
-    }
-    Ok(path)
+    titan_native::model_name::resolve("smollm2-135m")
 }
 
 /// The Python interpreter of the reference venv (`$SHARD_PYTHON` overrides).

@@ -1,4 +1,4 @@
-//! Small llama models with seeded random weights, written as real GGUF files,
+//! Small llama-family models with seeded random weights, written as real GGUF files,
 //! for tests that need shapes, tensor types or limits the default model does
 //! not have. The tokenizer is borrowed from the default model, so prompts
 //! tokenize as they do for SmolLM2.
@@ -10,6 +10,11 @@ use shared_protocol::gguf::{GgmlType, GgufFile, GgufWriter, MetaValue};
 /// Shape and storage of a tiny llama model.
 #[derive(Clone, Debug)]
 pub struct TinyLlama {
+    /// `llama`, or a BitNet architecture (`bitnet`, `bitnet-b1.58`,
+    /// `bitnet-25`), which adds the sub-norms.
+    pub arch: &'static str,
+    /// BitNet `bitnet` only: write `blk.N.*.scale` tensors.
+    pub scales: bool,
     pub n_layer: usize,
     pub n_embd: usize,
     pub n_ff: usize,
@@ -28,6 +33,8 @@ pub struct TinyLlama {
 impl Default for TinyLlama {
     fn default() -> Self {
         Self {
+            arch: "llama",
+            scales: false,
             n_layer: 2,
             n_embd: 64,
             n_ff: 96,
@@ -69,29 +76,24 @@ impl TinyLlama {
             .len();
         let head_dim = self.n_embd / self.n_head;
         let kv = self.n_head_kv * head_dim;
+        let arch = self.arch;
+        let bitnet = arch != "llama";
+        let k = |name: &str| format!("{arch}.{name}");
+        let u32_of = |v: usize| MetaValue::U32(v as u32);
         let mut w = GgufWriter::new();
-        w.metadata("general.architecture", MetaValue::String("llama".into()))
-            .metadata("general.name", MetaValue::String("tiny-llama-test".into()))
-            .metadata("llama.block_count", MetaValue::U32(self.n_layer as u32))
-            .metadata("llama.context_length", MetaValue::U32(self.n_ctx as u32))
-            .metadata("llama.embedding_length", MetaValue::U32(self.n_embd as u32))
+        w.metadata("general.architecture", MetaValue::String(arch.into()))
             .metadata(
-                "llama.feed_forward_length",
-                MetaValue::U32(self.n_ff as u32),
+                "general.name",
+                MetaValue::String(format!("tiny-{arch}-test")),
             )
-            .metadata(
-                "llama.attention.head_count",
-                MetaValue::U32(self.n_head as u32),
-            )
-            .metadata(
-                "llama.attention.head_count_kv",
-                MetaValue::U32(self.n_head_kv as u32),
-            )
-            .metadata("llama.rope.freq_base", MetaValue::F32(10_000.0))
-            .metadata(
-                "llama.attention.layer_norm_rms_epsilon",
-                MetaValue::F32(1e-5),
-            );
+            .metadata(k("block_count"), u32_of(self.n_layer))
+            .metadata(k("context_length"), u32_of(self.n_ctx))
+            .metadata(k("embedding_length"), u32_of(self.n_embd))
+            .metadata(k("feed_forward_length"), u32_of(self.n_ff))
+            .metadata(k("attention.head_count"), u32_of(self.n_head))
+            .metadata(k("attention.head_count_kv"), u32_of(self.n_head_kv))
+            .metadata(k("rope.freq_base"), MetaValue::F32(10_000.0))
+            .metadata(k("attention.layer_norm_rms_epsilon"), MetaValue::F32(1e-5));
         for (k, v) in &vocab_source.metadata {
             if k.starts_with("tokenizer.") {
                 w.metadata(*k, MetaValue::from(v.clone()));
@@ -138,6 +140,42 @@ impl TinyLlama {
             for (name, rows, cols) in roles {
                 let f = fmt.next().unwrap_or(WeightFormat::F32);
                 matrix(&mut w, &p(name), rows, cols, f)?;
+            }
+            if bitnet {
+                w.tensor(
+                    p("attn_sub_norm.weight"),
+                    &[self.n_embd as u64],
+                    GgmlType::F32,
+                    norm(500 + 2 * l as u64, self.n_embd),
+                )?;
+                w.tensor(
+                    p("ffn_sub_norm.weight"),
+                    &[self.n_ff as u64],
+                    GgmlType::F32,
+                    norm(501 + 2 * l as u64, self.n_ff),
+                )?;
+            }
+            if self.scales {
+                for (i, name) in [
+                    "attn_q",
+                    "attn_k",
+                    "attn_v",
+                    "attn_output",
+                    "ffn_gate",
+                    "ffn_up",
+                    "ffn_down",
+                ]
+                .iter()
+                .enumerate()
+                {
+                    let scale = 0.5 + 0.1 * (i + l) as f32;
+                    w.tensor(
+                        p(&format!("{name}.scale")),
+                        &[1],
+                        GgmlType::F32,
+                        scale.to_le_bytes().to_vec(),
+                    )?;
+                }
             }
             w.tensor(
                 p("attn_norm.weight"),

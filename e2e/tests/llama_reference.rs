@@ -197,3 +197,40 @@ fn every_weight_format_matches_numpy_reference() {
         check_model(&path, &["Hello tiny world, 1234 🙂 and more words"]);
     }
 }
+
+/// The BitNet graphs (NEOX RoPE, sub-norms, relu² or SiLU gates, optional
+/// output scales) on tiny random models in ordinary formats; the ternary
+/// formats are checked against the same reference in `bitnet_reference.rs`.
+#[test]
+fn bitnet_graphs_match_numpy_reference() {
+    let source_bytes = std::fs::read(default_model().unwrap()).unwrap();
+    let source = GgufFile::parse(&source_bytes).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let specs = [
+        TinyLlama {
+            arch: "bitnet-b1.58",
+            formats: vec![WeightFormat::F32, WeightFormat::Q8_0, WeightFormat::F16],
+            embedding: WeightFormat::F16,
+            ..TinyLlama::default()
+        },
+        TinyLlama {
+            arch: "bitnet",
+            scales: true,
+            formats: vec![WeightFormat::Q8_0],
+            seed: 3,
+            ..TinyLlama::default()
+        },
+        TinyLlama {
+            arch: "bitnet-25",
+            n_head: 4,
+            n_head_kv: 1,
+            seed: 4,
+            ..TinyLlama::default()
+        },
+    ];
+    for (i, spec) in specs.iter().enumerate() {
+        let path = dir.path().join(format!("bitnet{i}.gguf"));
+        std::fs::write(&path, spec.to_gguf(&source).unwrap()).unwrap();
+        check_model(&path, &["Ternary weights, one pass: 42 🙂"]);
+    }
+}

@@ -13,11 +13,11 @@ mod load;
 mod ops;
 mod weights;
 
-pub use config::LlamaConfig;
+pub use config::{Family, FfnActivation, ModelConfig, RopeStyle};
 pub use forward::{Logits, PassBuffers, PassInput, Session};
 pub use kv_cache::KvCache;
 pub use load::{LoadOptions, Model, map_file};
-pub use weights::{LayerWeights, LlamaWeights, TensorRef, weight_format};
+pub use weights::{LayerWeights, ModelWeights, TensorRef, weight_format};
 
 use shared_protocol::gguf::{GgmlType, GgufError};
 use shared_protocol::tokenizer::TokenizerError;
@@ -34,7 +34,9 @@ pub enum ModelError {
     Gguf(#[from] GgufError),
     #[error("unusable tokenizer")]
     Tokenizer(#[from] TokenizerError),
-    #[error("architecture {0:?} is not supported (supported: llama)")]
+    #[error(
+        "architecture {0:?} is not supported (supported: llama, bitnet, bitnet-b1.58, bitnet-25)"
+    )]
     UnsupportedArchitecture(String),
     #[error("bad hyperparameter {key}: {value}")]
     BadHyperparameter { key: String, value: String },

@@ -8,8 +8,9 @@
 //! randomness, so the output is exactly what plain decoding with the target
 //! alone produces, whatever the drafter proposes.
 
+use rayon::prelude::*;
 use shared_protocol::sampling::{SamplingParams, sample_token};
-use shared_protocol::speculative::verify_drafts;
+use shared_protocol::speculative::{Verdict, VerifyError, verify_drafts};
 
 use crate::engine::{Logits, Model, ModelError, PassBuffers, PassInput, Session};
 
@@ -63,6 +64,11 @@ impl<'m> Drafter<'m> {
             model,
             buffers: Box::new(model.new_pass_buffers()),
         }
+    }
+
+    /// A draft model's drafter if there is one, else plain decoding.
+    pub fn from_optional(model: Option<&'m Model>) -> Self {
+        model.map_or(Drafter::None, Drafter::model)
     }
 }
 
@@ -220,21 +226,32 @@ pub fn step(
     let mut logits = target.forward_batch(buffers, &mut inputs)?.into_iter();
     drop(inputs);
 
+    // Verdicts of all sequences in parallel: sampling scans the vocabulary.
     let vocab = target.config.n_vocab;
+    let work: Vec<(usize, Vec<f32>, SamplingParams)> = seqs
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.is_active())
+        .map(|(i, s)| (i, logits.next().unwrap_or_default(), s.params))
+        .collect();
+    let verdicts: Vec<(usize, Result<Verdict, VerifyError>)> = target.install(|| {
+        work.par_iter()
+            .map(|(i, rows, params)| {
+                (
+                    *i,
+                    verify_drafts(rows, vocab, &drafts[*i], params, before[*i] as u64 + 1),
+                )
+            })
+            .collect()
+    });
     let mut outcomes = vec![StepOutcome::default(); seqs.len()];
-    for (i, seq) in seqs.iter_mut().enumerate() {
-        if !seq.is_active() {
-            continue;
-        }
-        let rows = logits.next().unwrap_or_default();
+    for (i, verdict) in verdicts {
+        let seq = &mut *seqs[i];
         let d = &drafts[i];
-        let verdict =
-            verify_drafts(&rows, vocab, d, &seq.params, before[i] as u64 + 1).map_err(|e| {
-                ModelError::BadTensor {
-                    name: "verify pass logits".into(),
-                    reason: e.to_string(),
-                }
-            })?;
+        let verdict = verdict.map_err(|e| ModelError::BadTensor {
+            name: "verify pass logits".into(),
+            reason: e.to_string(),
+        })?;
         seq.stats.drafted += d.len();
         seq.stats.accepted += verdict.accepted;
         seq.stats.target_passes += 1;

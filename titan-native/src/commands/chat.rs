@@ -31,10 +31,7 @@ pub fn run(args: ChatArgs) -> Result<()> {
     let sampling = super::sampling_params(&args.sampling)?;
     let model = super::load_model(&args.model)?;
     let draft = super::load_draft(args.draft.as_deref(), &args.model, &model)?;
-    let mut drafter = match &draft {
-        Some(d) => Drafter::model(d),
-        None => Drafter::None,
-    };
+    let mut drafter = Drafter::from_optional(draft.as_ref());
     let mut draft_session = None;
     let options = GenerationOptions {
         max_tokens: args.sampling.max_tokens,

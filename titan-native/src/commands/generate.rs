@@ -19,10 +19,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     let sampling = super::sampling_params(&args.sampling)?;
     let model = super::load_model(&args.model)?;
     let draft = super::load_draft(args.draft.as_deref(), &args.model, &model)?;
-    let mut drafter = match &draft {
-        Some(d) => Drafter::model(d),
-        None => Drafter::None,
-    };
+    let mut drafter = Drafter::from_optional(draft.as_ref());
     let prompt = prompt_tokens(&model, &args.prompt, args.chat, args.system.as_deref())?;
     if prompt.len() >= model.config.n_ctx {
         bail!(

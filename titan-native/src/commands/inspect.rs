@@ -9,7 +9,7 @@ use shared_protocol::gguf::{GgufFile, Value};
 use shared_protocol::tokenizer::Tokenizer;
 
 use crate::cli::InspectArgs;
-use crate::engine::{LlamaConfig, map_file};
+use crate::engine::{ModelConfig, map_file};
 
 pub fn run(args: InspectArgs) -> Result<()> {
     let path = crate::model_name::resolve(&args.model)?;
@@ -24,7 +24,7 @@ pub fn run(args: InspectArgs) -> Result<()> {
         e.1 += t.size;
     }
     let params: u64 = file.tensors.iter().map(|t| t.n_elements()).sum();
-    let config = LlamaConfig::from_gguf(&file);
+    let config = ModelConfig::from_gguf(&file);
     let tokenizer = Tokenizer::from_gguf(&file);
     let template = ChatTemplate::from_gguf(&file);
     let str_key = |k: &str| file.get_str(k).ok().flatten();

@@ -1,14 +1,48 @@
-//! Hyperparameters of a llama-architecture model, read from GGUF metadata.
+//! Hyperparameters of a llama-family model, read from GGUF metadata: the
+//! `llama` architecture and the BitNet b1.58 ones (`bitnet` as llama.cpp
+//! names it; `bitnet-b1.58` and its earlier name `bitnet-25` as bitnet.cpp
+//! does; see ../shared/notes/bitnet.md).
 
 use shared_protocol::gguf::GgufFile;
 
 use super::ModelError;
 
+/// How RoPE pairs dimensions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RopeStyle {
+    /// Adjacent pairs `(2i, 2i+1)`: llama.cpp's `llama` (its converter
+    /// permutes Q/K rows to match).
+    Norm,
+    /// Pairs `(i, i + n_rot/2)`, HF's rotate-half: the BitNet architectures.
+    Neox,
+}
+
+/// The gate activation of the gated FFN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FfnActivation {
+    /// `silu(gate) · up` (SwiGLU).
+    Silu,
+    /// `relu(gate)² · up` (BitNet b1.58).
+    Relu2,
+}
+
+/// The block variants Shard runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    Llama,
+    /// BitNet: RMSNorm of the attention output before `attn_output` and of
+    /// the FFN product before `ffn_down` (`attn_sub_norm`, `ffn_sub_norm`).
+    BitNet,
+}
+
 /// What the forward pass needs to know about the model's shape. Keys are
 /// `<arch>.<name>` as llama.cpp writes them (`llama.block_count`, ...).
 #[derive(Clone, Debug, PartialEq)]
-pub struct LlamaConfig {
+pub struct ModelConfig {
     pub architecture: String,
+    pub family: Family,
+    pub rope_style: RopeStyle,
+    pub ffn_activation: FfnActivation,
     pub n_layer: usize,
     pub n_embd: usize,
     pub n_ff: usize,
@@ -31,13 +65,30 @@ const MAX_DIM: u64 = 1 << 20;
 const MAX_LAYERS: u64 = 1024;
 const MAX_CTX: u64 = 1 << 24;
 
-impl LlamaConfig {
+impl ModelConfig {
     pub fn from_gguf(file: &GgufFile<'_>) -> Result<Self, ModelError> {
         let arch = file.architecture()?.to_owned();
-        if arch != "llama" {
-            return Err(ModelError::UnsupportedArchitecture(arch));
-        }
         let key = |name: &str| format!("{arch}.{name}");
+        let (family, rope_style, ffn_activation) = match arch.as_str() {
+            "llama" => (Family::Llama, RopeStyle::Norm, FfnActivation::Silu),
+            // llama.cpp hard-codes SiLU for `bitnet`; a `hidden_activation`
+            // key (proposed upstream, not merged) is honoured if present.
+            "bitnet" => {
+                let act = match file.get_str(&key("hidden_activation"))? {
+                    None | Some("silu") => FfnActivation::Silu,
+                    Some("relu2" | "relu_sqr") => FfnActivation::Relu2,
+                    Some(other) => {
+                        return Err(ModelError::BadHyperparameter {
+                            key: key("hidden_activation"),
+                            value: format!("{other:?} (supported: silu, relu2)"),
+                        });
+                    }
+                };
+                (Family::BitNet, RopeStyle::Neox, act)
+            }
+            "bitnet-b1.58" | "bitnet-25" => (Family::BitNet, RopeStyle::Neox, FfnActivation::Relu2),
+            _ => return Err(ModelError::UnsupportedArchitecture(arch)),
+        };
         let dim = |name: &str, max: u64| -> Result<usize, ModelError> {
             let k = key(name);
             let v = file.require_u64(&k)?;
@@ -121,6 +172,9 @@ impl LlamaConfig {
         let n_vocab = file.require_tensor("token_embd.weight")?.n_rows() as usize;
         Ok(Self {
             architecture: arch,
+            family,
+            rope_style,
+            ffn_activation,
             n_layer,
             n_embd,
             n_ff,

@@ -4,8 +4,8 @@
 use kernels_cpu::{Activations, QMatrix, matmul, matmul_many};
 
 use super::attention::{HeadShape, SequenceKv, attention};
-use super::ops::{rms_norm, silu_mul};
-use super::{KvCache, Model, ModelError, TensorRef};
+use super::ops::{relu2_mul, rms_norm, silu_mul};
+use super::{FfnActivation, KvCache, Model, ModelError, TensorRef};
 
 /// Which positions of a pass need logits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -245,6 +245,9 @@ impl Model {
                 .collect();
             attention(&heads, &seqs, &s.q, &mut s.att);
             drop(seqs);
+            if let Some(norm) = &w.attn_sub_norm {
+                rms_norm_rows(&mut s.att, norm, cfg.rms_eps);
+            }
             project(bytes, &mut s.acts, &s.att, n, &mut [(&w.wo, &mut s.proj)]);
             add_in_place(&mut s.x, &s.proj);
 
@@ -258,7 +261,13 @@ impl Model {
                 n,
                 &mut [(&w.w_gate, &mut s.gate), (&w.w_up, &mut s.up)],
             );
-            silu_mul(&mut s.gate, &s.up);
+            match cfg.ffn_activation {
+                FfnActivation::Silu => silu_mul(&mut s.gate, &s.up),
+                FfnActivation::Relu2 => relu2_mul(&mut s.gate, &s.up),
+            }
+            if let Some(norm) = &w.ffn_sub_norm {
+                rms_norm_rows(&mut s.gate, norm, cfg.rms_eps);
+            }
             project(
                 bytes,
                 &mut s.acts,
@@ -312,6 +321,15 @@ impl Model {
     }
 }
 
+/// RMSNorm of every row of `x` in place (rows as long as `weight`).
+fn rms_norm_rows(x: &mut [f32], weight: &[f32], eps: f32) {
+    let mut row = vec![0f32; weight.len()];
+    for r in x.chunks_exact_mut(weight.len()) {
+        row.copy_from_slice(r);
+        rms_norm(r, &row, weight, eps);
+    }
+}
+
 fn add_in_place(x: &mut [f32], y: &[f32]) {
     for (x, y) in x.iter_mut().zip(y) {
         *x += y;
@@ -350,5 +368,10 @@ fn project(
         };
         // Shapes were validated at load and buffers sized by the caller.
         result.expect("matmul shapes are validated at load");
+    }
+    for (t, out) in jobs.iter_mut() {
+        if let Some(scale) = t.scale {
+            out[..n * t.rows].iter_mut().for_each(|v| *v *= scale);
+        }
     }
 }

@@ -10,7 +10,7 @@ use shared_protocol::chat::ChatTemplate;
 use shared_protocol::gguf::GgufFile;
 use shared_protocol::tokenizer::Tokenizer;
 
-use super::{LlamaConfig, LlamaWeights, ModelError};
+use super::{ModelConfig, ModelError, ModelWeights};
 
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
@@ -51,8 +51,8 @@ enum WeightBytes {
 pub struct Model {
     store: WeightBytes,
     pub path: PathBuf,
-    pub config: LlamaConfig,
-    pub weights: LlamaWeights,
+    pub config: ModelConfig,
+    pub weights: ModelWeights,
     pub tokenizer: Tokenizer,
     /// The chat template from the file, or why it could not be used.
     pub chat_template: Result<ChatTemplate, String>,
@@ -75,8 +75,8 @@ impl Model {
         let started = Instant::now();
         let map = map_file(path)?;
         let gguf = GgufFile::parse(&map)?;
-        let config = LlamaConfig::from_gguf(&gguf)?;
-        let mut weights = LlamaWeights::from_gguf(&gguf, &config)?;
+        let config = ModelConfig::from_gguf(&gguf)?;
+        let mut weights = ModelWeights::from_gguf(&gguf, &config)?;
         let tokenizer = Tokenizer::from_gguf(&gguf)?;
         if tokenizer.vocab_size() > config.n_vocab {
             return Err(ModelError::VocabMismatch {
@@ -101,6 +101,7 @@ impl Model {
             .build()
             .map_err(|e| ModelError::ThreadPool(e.to_string()))?;
         let rope = super::ops::Rope::new(
+            config.rope_style,
             config.head_dim,
             config.n_rot,
             config.rope_base,
@@ -137,6 +138,12 @@ impl Model {
             WeightBytes::Mapped(map) => map,
             WeightBytes::Owned(bytes) => bytes,
         }
+    }
+
+    /// Runs `f` on the model's compute pool (for parallel work beside the
+    /// forward pass, such as sampling many sequences).
+    pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        self.pool.install(f)
     }
 
     pub fn threads(&self) -> usize {

@@ -3,6 +3,8 @@
 //! These touch activations only (a few KB per token), so plain loops written
 //! to auto-vectorize are enough; the weight-bound work is in `kernels-cpu`.
 
+use super::RopeStyle;
+
 /// Eight independent partial sums so the compiler can vectorize the
 /// reduction without reassociating floats itself.
 #[inline]
@@ -61,18 +63,29 @@ pub(super) fn silu_mul(gate: &mut [f32], up: &[f32]) {
     }
 }
 
-/// RoPE in llama.cpp's NORM mode: the pairs `(x[2i], x[2i+1])` of the first
-/// `n_rot` dimensions of every head are rotated by `pos · θ_i`. (llama.cpp's
-/// converter permutes Q/K rows so that this matches HF's rotate-half form.)
+/// `gate = relu(gate)² * up` (BitNet b1.58's squared-ReLU gate).
+pub(super) fn relu2_mul(gate: &mut [f32], up: &[f32]) {
+    for (g, u) in gate.iter_mut().zip(up) {
+        let r = g.max(0.0);
+        *g = r * r * u;
+    }
+}
+
+/// Rotary position embedding of the first `n_rot` dimensions of every head,
+/// pair `i` rotated by `pos · θ_i`. The pairs are `(x[2i], x[2i+1])` in
+/// llama.cpp's NORM mode (its converter permutes Q/K rows so this matches
+/// HF's rotate-half form) and `(x[i], x[i + n_rot/2])` in NEOX mode.
 #[derive(Clone, Debug)]
 pub(super) struct Rope {
     /// θ_i for each pair, with frequency factors and linear scaling applied.
     inv_freq: Vec<f64>,
     head_dim: usize,
+    style: RopeStyle,
 }
 
 impl Rope {
     pub(super) fn new(
+        style: RopeStyle,
         head_dim: usize,
         n_rot: usize,
         base: f32,
@@ -86,7 +99,11 @@ impl Rope {
                 theta / factor / f64::from(scale)
             })
             .collect();
-        Self { inv_freq, head_dim }
+        Self {
+            inv_freq,
+            head_dim,
+            style,
+        }
     }
 
     /// `(cos, sin)` for every pair at `pos`.
@@ -102,11 +119,16 @@ impl Rope {
 
     /// Rotates every head in `x` (`n_heads × head_dim`) with a precomputed table.
     pub(super) fn apply(&self, x: &mut [f32], cos: &[f32], sin: &[f32]) {
+        let half = self.inv_freq.len();
         for head in x.chunks_exact_mut(self.head_dim) {
             for (i, (c, s)) in cos.iter().zip(sin).enumerate() {
-                let (a, b) = (head[2 * i], head[2 * i + 1]);
-                head[2 * i] = a * c - b * s;
-                head[2 * i + 1] = a * s + b * c;
+                let (j, k) = match self.style {
+                    RopeStyle::Norm => (2 * i, 2 * i + 1),
+                    RopeStyle::Neox => (i, i + half),
+                };
+                let (a, b) = (head[j], head[k]);
+                head[j] = a * c - b * s;
+                head[k] = a * s + b * c;
             }
         }
     }
@@ -136,19 +158,43 @@ mod tests {
 
     #[test]
     fn rope_at_position_zero_is_identity_and_preserves_norm() {
-        let rope = Rope::new(8, 8, 10_000.0, 1.0, None);
+        for style in [RopeStyle::Norm, RopeStyle::Neox] {
+            let rope = Rope::new(style, 8, 8, 10_000.0, 1.0, None);
+            let (mut c, mut s) = (Vec::new(), Vec::new());
+            let orig: Vec<f32> = (0..16).map(|i| i as f32 - 7.5).collect();
+            let mut x = orig.clone();
+            rope.table(0, &mut c, &mut s);
+            rope.apply(&mut x, &c, &s);
+            assert_eq!(x, orig);
+            rope.table(37, &mut c, &mut s);
+            rope.apply(&mut x, &c, &s);
+            let n0: f32 = orig.iter().map(|v| v * v).sum();
+            let n1: f32 = x.iter().map(|v| v * v).sum();
+            assert!((n0 - n1).abs() < 1e-3);
+            assert_ne!(x, orig);
+        }
+    }
+
+    #[test]
+    fn neox_rotates_halves() {
+        // One head of 4 dims, pair 0 = (x0, x2) with θ = 1, pair 1 = (x1, x3).
+        let rope = Rope::new(RopeStyle::Neox, 4, 4, 10_000.0, 1.0, None);
         let (mut c, mut s) = (Vec::new(), Vec::new());
-        let orig: Vec<f32> = (0..16).map(|i| i as f32 - 7.5).collect();
-        let mut x = orig.clone();
-        rope.table(0, &mut c, &mut s);
+        rope.table(1, &mut c, &mut s);
+        let mut x = [1.0f32, 0.0, 0.0, 0.0];
         rope.apply(&mut x, &c, &s);
-        assert_eq!(x, orig);
-        rope.table(37, &mut c, &mut s);
-        rope.apply(&mut x, &c, &s);
-        let n0: f32 = orig.iter().map(|v| v * v).sum();
-        let n1: f32 = x.iter().map(|v| v * v).sum();
-        assert!((n0 - n1).abs() < 1e-3);
-        assert_ne!(x, orig);
+        assert!(
+            (x[0] - 1f32.cos()).abs() < 1e-6 && (x[2] - 1f32.sin()).abs() < 1e-6,
+            "{x:?}"
+        );
+        assert_eq!(x[1], 0.0);
+    }
+
+    #[test]
+    fn relu2_gates() {
+        let mut g = [-1.0f32, 0.5, 2.0];
+        relu2_mul(&mut g, &[3.0, 4.0, 0.5]);
+        assert_eq!(g, [0.0, 1.0, 2.0]);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Where each weight of a llama model lives inside the mapped file.
+//! Where each weight of a llama-family model lives inside the mapped file.
 //!
 //! Weights are not copied: a [`TensorRef`] is a byte range of the memory map
 //! plus its format and shape, turned into a [`QMatrix`] view at compute time.
@@ -7,11 +7,11 @@
 use kernels_cpu::{QMatrix, WeightFormat};
 use shared_protocol::gguf::{GgmlType, GgufFile, TensorInfo};
 
-use super::{LlamaConfig, ModelError};
+use super::{Family, ModelConfig, ModelError};
 
 /// A weight matrix inside the mapped file: `rows` output features of `cols`
 /// inputs each, in `format`'s block layout.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct TensorRef {
     pub format: WeightFormat,
     pub rows: usize,
@@ -19,6 +19,9 @@ pub struct TensorRef {
     /// Absolute byte offset in the file.
     pub offset: usize,
     pub len: usize,
+    /// A scalar the product is multiplied by (llama.cpp's optional
+    /// `blk.N.*.scale` tensors of `bitnet` files).
+    pub scale: Option<f32>,
 }
 
 impl TensorRef {
@@ -39,15 +42,19 @@ pub struct LayerWeights {
     pub wq: TensorRef,
     pub wk: TensorRef,
     pub wv: TensorRef,
+    /// BitNet: RMSNorm weights of the attention output, before `wo`.
+    pub attn_sub_norm: Option<Vec<f32>>,
     pub wo: TensorRef,
     pub ffn_norm: Vec<f32>,
     pub w_gate: TensorRef,
     pub w_up: TensorRef,
+    /// BitNet: RMSNorm weights of the gated product, before `w_down`.
+    pub ffn_sub_norm: Option<Vec<f32>>,
     pub w_down: TensorRef,
 }
 
 #[derive(Debug)]
-pub struct LlamaWeights {
+pub struct ModelWeights {
     pub token_embd: TensorRef,
     pub output_norm: Vec<f32>,
     /// The output head; the same bytes as `token_embd` when the embedding is tied.
@@ -70,11 +77,22 @@ pub fn weight_format(ty: GgmlType) -> Option<WeightFormat> {
     })
 }
 
-impl LlamaWeights {
-    pub fn from_gguf(file: &GgufFile<'_>, cfg: &LlamaConfig) -> Result<Self, ModelError> {
+impl ModelWeights {
+    pub fn from_gguf(file: &GgufFile<'_>, cfg: &ModelConfig) -> Result<Self, ModelError> {
+        let bitnet = cfg.family == Family::BitNet;
         let matrix = |name: &str, rows: usize, cols: usize| -> Result<TensorRef, ModelError> {
             let info = file.require_tensor(name)?;
-            matrix_ref(file, info, rows, cols)
+            let mut t = matrix_ref(file, info, rows, cols)?;
+            // `blk.N.attn_q.weight` → `blk.N.attn_q.scale`, a {1} F32 tensor.
+            if bitnet
+                && let Some(scale) = name
+                    .strip_suffix(".weight")
+                    .and_then(|base| file.tensor(&format!("{base}.scale")))
+            {
+                let v = vector_f32(file, scale, 1)?;
+                t.scale = Some(v[0]);
+            }
+            Ok(t)
         };
         let vector = |name: &str, len: usize| -> Result<Vec<f32>, ModelError> {
             let info = file.require_tensor(name)?;
@@ -89,15 +107,24 @@ impl LlamaWeights {
         let mut layers = Vec::with_capacity(cfg.n_layer);
         for i in 0..cfg.n_layer {
             let p = |n: &str| format!("blk.{i}.{n}");
+            let sub_norm = |name: &str, len: usize| -> Result<Option<Vec<f32>>, ModelError> {
+                if bitnet {
+                    vector(&p(name), len).map(Some)
+                } else {
+                    Ok(None)
+                }
+            };
             layers.push(LayerWeights {
                 attn_norm: vector(&p("attn_norm.weight"), d)?,
                 wq: matrix(&p("attn_q.weight"), cfg.n_head * cfg.head_dim, d)?,
                 wk: matrix(&p("attn_k.weight"), cfg.kv_dim(), d)?,
                 wv: matrix(&p("attn_v.weight"), cfg.kv_dim(), d)?,
+                attn_sub_norm: sub_norm("attn_sub_norm.weight", cfg.n_head * cfg.head_dim)?,
                 wo: matrix(&p("attn_output.weight"), d, cfg.n_head * cfg.head_dim)?,
                 ffn_norm: vector(&p("ffn_norm.weight"), d)?,
                 w_gate: matrix(&p("ffn_gate.weight"), cfg.n_ff, d)?,
                 w_up: matrix(&p("ffn_up.weight"), cfg.n_ff, d)?,
+                ffn_sub_norm: sub_norm("ffn_sub_norm.weight", cfg.n_ff)?,
                 w_down: matrix(&p("ffn_down.weight"), d, cfg.n_ff)?,
             });
         }
@@ -128,7 +155,7 @@ impl LlamaWeights {
     /// owned buffer: the exact-arithmetic mode, which skips activation
     /// quantization so the graph can be checked tightly against a float
     /// reference. Costs 4 bytes per weight.
-    pub fn dequantized(&self, src: &[u8]) -> (Vec<u8>, LlamaWeights) {
+    pub fn dequantized(&self, src: &[u8]) -> (Vec<u8>, ModelWeights) {
         let mut out = Vec::new();
         let mut convert = |t: &TensorRef| -> TensorRef {
             let view = t.view(src);
@@ -159,14 +186,16 @@ impl LlamaWeights {
                 wq: convert(&l.wq),
                 wk: convert(&l.wk),
                 wv: convert(&l.wv),
+                attn_sub_norm: l.attn_sub_norm.clone(),
                 wo: convert(&l.wo),
                 ffn_norm: l.ffn_norm.clone(),
                 w_gate: convert(&l.w_gate),
                 w_up: convert(&l.w_up),
+                ffn_sub_norm: l.ffn_sub_norm.clone(),
                 w_down: convert(&l.w_down),
             })
             .collect();
-        let weights = LlamaWeights {
+        let weights = ModelWeights {
             token_embd,
             output_norm: self.output_norm.clone(),
             output,
@@ -215,6 +244,7 @@ fn matrix_ref(
         cols,
         offset: (file.data_offset + info.offset) as usize,
         len: data.len(),
+        scale: None,
     })
 }
 

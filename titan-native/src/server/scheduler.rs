@@ -128,10 +128,7 @@ impl Running {
 
 /// Runs until the job channel closes and every job is done.
 pub fn run(target: Model, draft: Option<Model>, jobs: Receiver<Job>, metrics: Arc<Metrics>) {
-    let mut drafter = match &draft {
-        Some(d) => Drafter::model(d),
-        None => Drafter::None,
-    };
+    let mut drafter = Drafter::from_optional(draft.as_ref());
     let mut buffers = target.new_pass_buffers();
     let mut running: Vec<Running> = Vec::new();
     let mut closed = false;
