@@ -36,9 +36,18 @@ pub fn python() -> Result<PathBuf> {
     Ok(path)
 }
 
+/// The e2e crate's directory, from the environment `cargo test` sets at run time: a test
+/// binary built in another clone that shares the target directory is reused unchanged
+/// (cargo fingerprints members by relative path), so `env!` could name a deleted clone.
+pub fn crate_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
 /// Path of a file under `e2e/reference/`.
 pub fn reference_script(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    crate_dir()
         .join("reference")
         .join(name)
 }

@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 
 use crate::{
     KernelError, QMatrix, WeightFormat,
-    activations::{Activations, Q8Octet, Q8Pair},
+    activations::{Activations, QOctet, QPair},
     matmul,
 };
 
@@ -74,15 +74,18 @@ impl std::fmt::Display for KernelPath {
 /// `out[b][i] = Σ_c W[row0 + i, c] · x[b, c]`. `x` has been checked to feed `w`.
 pub(crate) type RowsFn = fn(w: &QMatrix<'_>, row0: usize, x: &Activations, out: &mut [&mut [f32]]);
 
-/// Quantizes one activation row (whole 32-value blocks) into its octets and tail pairs.
-pub(crate) type QuantizeFn = fn(x: &[f32], octets: &mut [Q8Octet], pairs: &mut [Q8Pair]);
+/// Quantizes one activation row (whole 32-value blocks) into its octets and tail pairs of
+/// `P` parts per value (1: int8, 2: int16).
+pub(crate) type QuantizeFn<const P: usize> =
+    fn(x: &[f32], octets: &mut [QOctet<P>], pairs: &mut [QPair<P>]);
 
 /// The kernels of one path. Get one with [`kernels`] (any available path) or
 /// [`active_kernels`] (the chosen one).
 #[derive(Debug)]
 pub struct Kernels {
     pub(crate) path: KernelPath,
-    pub(crate) quantize: QuantizeFn,
+    pub(crate) quantize8: QuantizeFn<1>,
+    pub(crate) quantize16: QuantizeFn<2>,
     pub(crate) f32: RowsFn,
     pub(crate) f16: RowsFn,
     pub(crate) bf16: RowsFn,
@@ -108,7 +111,7 @@ impl Kernels {
         }
     }
 
-    /// [`crate::matmul`] with these kernels.
+    /// [`crate::matmul()`] with these kernels.
     pub fn matmul(
         &self,
         w: &QMatrix<'_>,

@@ -4,12 +4,17 @@
 //! weights straight from GGUF bytes (usually a memory map) in ggml's block layouts.
 //!
 //! What it does:
-//! - [`matmul`] / [`matmul_many`]: `y = W · x` for a batch of activation rows, with weights
+//! - [`matmul()`] / [`matmul_many`]: `y = W · x` for a batch of activation rows, with weights
 //!   in F32, F16, BF16, Q8_0, Q4_0 or Q4_1 ([`WeightFormat`]). Every weight byte is read
 //!   from memory once per call whatever the batch, so verifying K draft tokens costs far
 //!   less than K single-token passes.
-//! - Activations are converted once per call ([`Activations`]): int8 blocks for the
-//!   quantized formats (as ggml's `q8_0`/`q8_1`), f32 for the float formats.
+//! - Activations are converted once per call ([`Activations`]): integer blocks for the
+//!   quantized formats, f32 for the float formats. [`Precision::Int8`] is ggml's
+//!   `q8_0`/`q8_1`; [`Precision::Int16`] quantizes to ±32512 (256× less rounding error,
+//!   the float model's answers) and stores each value as two int8 digits `q = 255·h + l`,
+//!   so the integer kernels run both digits through the same int8 instructions and
+//!   combine them exactly in i32 before the per-block float work, which int16 does not
+//!   double.
 //! - One scalar reference per format ([`formats`]) and SIMD paths beside it: AVX2+FMA+F16C
 //!   and AVX-512 VNNI on x86_64, NEON (with and without `dotprod`) on aarch64, chosen at
 //!   run time ([`active_path`], `SHARD_KERNELS`), never by `target-cpu=native`.
@@ -19,10 +24,10 @@
 //! How it is fast (details in the `arch` modules): activations are quantized once per
 //! call into a transposed layout, so one SIMD integer dot product serves 8 (x86) or 4
 //! (NEON) blocks per register and each i32 lane holds one block's sum; a batch of one
-//! streams each weight row once (measured ≈ 20 GB/s single-threaded on the Zen 4 test
-//! machine, where plain streaming reads do 12.9 GB/s); larger batches decode each weight
-//! row once into L1 and run it against 4 batch rows (2 weight rows × 4 batch rows with
-//! AVX-512 VNNI) at a time, in column blocks that keep both in L1.
+//! streams each weight row once, decoding each group of eight blocks in registers; larger
+//! batches decode each weight row once into L1, tail blocks included, and run it against 4
+//! batch rows (2 weight rows × 4 batch rows with AVX-512 VNNI) at a time, in column blocks
+//! that keep both in L1.
 //!
 //! What it does not do:
 //! - no attention, normalization, RoPE, softmax or sampling (the engine owns the graph);
@@ -43,7 +48,7 @@ mod matmul;
 mod matrix;
 mod reference;
 
-pub use activations::{Activations, Precision, Q8Block, Q8Row};
+pub use activations::{Activations, Precision, Q16_MAX, QBlock, QRow};
 pub use dispatch::{
     ENV_VAR, KernelPath, Kernels, active_kernels, active_path, available_paths, kernels,
 };
@@ -65,11 +70,11 @@ pub fn matmul(w: &QMatrix<'_>, x: &Activations, y: &mut [f32]) -> Result<(), Ker
 }
 
 /// Several matrices that share one input (Q/K/V; gate/up) in one parallel dispatch, to
-/// cut thread-synchronization overhead in small models. Same contract as [`matmul`] for
+/// cut thread-synchronization overhead in small models. Same contract as [`matmul()`] for
 /// each `(matrix, output)` pair.
 ///
 /// # Errors
-/// As [`matmul`], for the first pair that does not fit (nothing is computed then).
+/// As [`matmul()`], for the first pair that does not fit (nothing is computed then).
 pub fn matmul_many(
     jobs: &mut [(&QMatrix<'_>, &mut [f32])],
     x: &Activations,

@@ -7,35 +7,42 @@
 
 use rayon::prelude::*;
 
-use crate::{
-    KernelError, QMatrix,
-    activations::Activations,
-    dispatch::{Kernels, RowsFn},
-};
+use crate::{KernelError, QMatrix, activations::Activations, dispatch::Kernels};
 
 /// Chunks start at multiples of this many rows (the widest row tile of the kernels).
 const ROW_ALIGN: usize = 4;
 
-/// A chunk should carry at least this many bytes of weights (per 4 batch rows, roughly
-/// the work of one pass over them), or rayon's hand-off costs more than it saves.
+/// A chunk should carry at least this many bytes of weights (per 4 rows of int8 work,
+/// roughly the work of one pass over them), or rayon's hand-off costs more than it saves.
 /// Measured on the 2-core test machine: 16 KiB made 576×192 matvecs slower, 64 KiB gave
 /// the best small-matrix times (one chunk per thread for the K/V projections).
 const MIN_CHUNK_BYTES: usize = 64 * 1024;
 
-/// Chunks per thread, for load balance: on shared machines the cores do not run at the
-/// same speed, and with 2 chunks per thread a batch-8 matmul was up to 40% slower than
-/// with 8.
+/// At most this many chunks per thread, for load balance: on shared machines the cores do
+/// not run at the same speed, and with 2 chunks per thread a batch-8 matmul was up to 40%
+/// slower than with 8.
 const CHUNKS_PER_THREAD: usize = 8;
 
-/// Rows per chunk for a matrix of `rows` rows of `row_bytes` bytes and a batch of `batch`.
-fn chunk_rows(rows: usize, row_bytes: usize, batch: usize, threads: usize) -> usize {
+/// Rows per chunk for a matrix of `rows` rows of `row_bytes` bytes and `work` rows of int8
+/// work (batch rows × activation parts): as many chunks as the work allows (at least
+/// [`MIN_CHUNK_BYTES`] each, at most [`CHUNKS_PER_THREAD`] per thread), a multiple of the
+/// thread count when there are enough, all of the same size but the last. (Fixed-size
+/// chunks split a 576-row matvec into 184 + 184 + 184 + 24 rows, 368 rows for one of two
+/// threads.)
+fn chunk_rows(rows: usize, row_bytes: usize, work: usize, threads: usize) -> usize {
     if threads <= 1 || rows <= ROW_ALIGN {
         return rows.max(1);
     }
-    let work_per_row = row_bytes.max(1) * batch.div_ceil(4).max(1);
-    let min_rows = MIN_CHUNK_BYTES.div_ceil(work_per_row);
-    let balanced = rows.div_ceil(threads * CHUNKS_PER_THREAD);
-    balanced.max(min_rows).next_multiple_of(ROW_ALIGN).min(rows)
+    let total = rows
+        .saturating_mul(row_bytes.max(1))
+        .saturating_mul(work.div_ceil(4).max(1));
+    let wanted = (total / MIN_CHUNK_BYTES).clamp(1, threads * CHUNKS_PER_THREAD);
+    let n = if wanted >= threads {
+        wanted / threads * threads
+    } else {
+        wanted
+    };
+    rows.div_ceil(n).next_multiple_of(ROW_ALIGN).min(rows)
 }
 
 fn check(w: &QMatrix<'_>, x: &Activations, y_len: usize) -> Result<(), KernelError> {
@@ -84,32 +91,6 @@ fn split_output<'y>(
     }
 }
 
-/// Runs a rows kernel for one chunk. Activations stored with a residual row per input
-/// row ([`crate::Precision::Int16`]) are computed into `out` and a scratch buffer, then
-/// summed (`main + residual`, in that order), so a result still depends only on its own
-/// (row, batch row) pair.
-fn run_chunk(f: RowsFn, w: &QMatrix<'_>, row0: usize, x: &Activations, out: &mut [&mut [f32]]) {
-    if x.parts() == 1 {
-        f(w, row0, x, out);
-        return;
-    }
-    let len = out.first().map_or(0, |o| o.len());
-    let mut scratch = vec![0f32; len * out.len()];
-    {
-        let mut both: Vec<&mut [f32]> = Vec::with_capacity(2 * out.len());
-        for (o, s) in out.iter_mut().zip(scratch.chunks_mut(len.max(1))) {
-            both.push(&mut **o);
-            both.push(s);
-        }
-        f(w, row0, x, &mut both);
-    }
-    for (o, s) in out.iter_mut().zip(scratch.chunks(len.max(1))) {
-        for (y, r) in o.iter_mut().zip(s) {
-            *y += r;
-        }
-    }
-}
-
 pub(crate) fn matmul(
     k: &Kernels,
     w: &QMatrix<'_>,
@@ -122,10 +103,11 @@ pub(crate) fn matmul(
         return Ok(());
     }
     let f = k.rows(w.format());
-    let chunk = chunk_rows(rows, w.row_bytes(), x.rows(), rayon::current_num_threads());
+    let work = batch * x.parts();
+    let chunk = chunk_rows(rows, w.row_bytes(), work, rayon::current_num_threads());
     if chunk >= rows {
         let mut outs: Vec<&mut [f32]> = y.chunks_mut(rows).collect();
-        run_chunk(f, w, 0, x, &mut outs);
+        f(w, 0, x, &mut outs);
         return Ok(());
     }
     let mut pieces = Vec::with_capacity(rows.div_ceil(chunk) * batch);
@@ -133,7 +115,7 @@ pub(crate) fn matmul(
     pieces
         .par_chunks_mut(batch)
         .enumerate()
-        .for_each(|(c, outs)| run_chunk(f, w, c * chunk, x, outs));
+        .for_each(|(c, outs)| f(w, c * chunk, x, outs));
     Ok(())
 }
 
@@ -157,12 +139,12 @@ pub(crate) fn matmul_many(
         if rows == 0 {
             continue;
         }
-        let chunk = chunk_rows(rows, w.row_bytes(), x.rows(), threads);
+        let chunk = chunk_rows(rows, w.row_bytes(), batch * x.parts(), threads);
         split_output(y, rows, chunk, batch, &mut pieces);
         tasks.extend((0..rows.div_ceil(chunk)).map(|c| (*w, c * chunk)));
     }
     let run = |(w, row0): &(&QMatrix<'_>, usize), outs: &mut [&mut [f32]]| {
-        run_chunk(k.rows(w.format()), w, *row0, x, outs);
+        k.rows(w.format())(w, *row0, x, outs);
     };
     if threads <= 1 || tasks.len() <= 1 {
         for (t, outs) in tasks.iter().zip(pieces.chunks_mut(batch)) {
@@ -192,6 +174,14 @@ mod tests {
         // 49152×576 Q8_0 output head: enough chunks to balance two threads.
         let c = chunk_rows(49152, 612, 1, 2);
         assert!(49152usize.div_ceil(c) >= 8, "chunk {c}");
+        // 576×576 Q4_1: two equal chunks, one per thread.
+        assert_eq!(chunk_rows(576, 360, 1, 2), 288);
+        // A batch of 8 at int16 (16 rows of int8 work): more, still equal, chunks.
+        let c = chunk_rows(576, 360, 16, 2);
+        assert!(
+            576usize.is_multiple_of(c) && (576 / c).is_multiple_of(2) && 576 / c >= 8,
+            "chunk {c}"
+        );
     }
 
     #[test]

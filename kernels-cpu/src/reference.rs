@@ -3,14 +3,15 @@
 
 use crate::{
     QMatrix, WeightFormat,
-    activations::{Activations, Q8Row, quantize_row_q8},
+    activations::{Activations, QRow, quantize_row},
     dispatch::{KernelPath, Kernels},
     formats::{float, q4_0, q4_1, q8_0},
 };
 
 pub(crate) static KERNELS: Kernels = Kernels {
     path: KernelPath::Scalar,
-    quantize: quantize_row_q8,
+    quantize8: quantize_row::<1>,
+    quantize16: quantize_row::<2>,
     f32: rows_f32,
     f16: rows_f16,
     bf16: rows_bf16,
@@ -20,14 +21,14 @@ pub(crate) static KERNELS: Kernels = Kernels {
 };
 
 fn rows_q8(
-    dot: fn(&[u8], Q8Row<'_>) -> f32,
+    dot: fn(&[u8], QRow<'_>) -> f32,
     w: &QMatrix<'_>,
     row0: usize,
     x: &Activations,
     out: &mut [&mut [f32]],
 ) {
     for (b, o) in out.iter_mut().enumerate() {
-        let a = x.q8(b);
+        let a = x.quantized_row(b).expect("checked: quantized activations");
         for (i, y) in o.iter_mut().enumerate() {
             *y = dot(w.row_data(row0 + i), a);
         }

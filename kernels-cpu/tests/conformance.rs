@@ -14,11 +14,13 @@
 mod common;
 
 use common::*;
-use kernels_cpu::{Activations, KernelError, KernelPath, Kernels, QMatrix, WeightFormat};
+use kernels_cpu::{
+    Activations, KernelError, KernelPath, Kernels, Precision, QMatrix, WeightFormat,
+};
 use rand::RngExt;
 
 /// One matmul problem: weights `w` (`rows × cols` of format `f`) and activations `x`
-/// (`batch × cols`).
+/// (`batch × cols`), quantized with `precision` for the quantized formats.
 #[derive(Clone, Copy)]
 struct Case<'a> {
     f: WeightFormat,
@@ -27,7 +29,11 @@ struct Case<'a> {
     cols: usize,
     x: &'a [f32],
     batch: usize,
+    precision: Precision,
 }
+
+/// Both activation precisions.
+const PRECISIONS: [Precision; 2] = [Precision::Int8, Precision::Int16];
 
 impl Case<'_> {
     /// `y = W·x` with `k`, on padded copies of the weight bytes and of `x` starting `off`
@@ -37,7 +43,7 @@ impl Case<'_> {
         let m = QMatrix::new(self.f, self.rows, self.cols, &wbuf[off..off + self.w.len()]).unwrap();
         let xo = off % 3;
         let xbuf = padded_f32(self.x, xo, 5);
-        let mut a = Activations::new();
+        let mut a = Activations::with_precision(self.precision);
         a.prepare_with(
             k,
             self.f,
@@ -67,8 +73,9 @@ impl Case<'_> {
                 let tol = tolerance(f, cols, mag);
                 assert!(
                     (g - e).abs() <= tol || g == e,
-                    "{path} {f:?} rows {rows} cols {cols} batch {}: y[{b}][{r}] = {g}, scalar {e}, \
-                     |Δ| {} > tol {tol}",
+                    "{path} {f:?} {:?} rows {rows} cols {cols} batch {}: y[{b}][{r}] = {g}, \
+                     scalar {e}, |Δ| {} > tol {tol}",
+                    self.precision,
                     a.batch(),
                     (g - e).abs()
                 );
@@ -88,25 +95,28 @@ fn cols_for(f: WeightFormat) -> &'static [usize] {
 #[test]
 fn simd_paths_match_scalar_on_ragged_shapes_and_misaligned_slices() {
     let mut rng = rng(1);
-    for f in WeightFormat::ALL {
-        for &cols in cols_for(f) {
-            for (i, &rows) in [1usize, 2, 3, 4, 5, 7, 8, 13, 31, 67].iter().enumerate() {
-                let batch = [1usize, 2, 3, 4, 5, 6, 7, 8, 16, 17][(i + cols) % 10];
-                let off = (i * 3 + cols) % 8;
-                let w = raw_weights(&mut rng, f, rows, cols);
-                let x = activations(&mut rng, batch * cols);
-                let case = Case {
-                    f,
-                    w: &w,
-                    rows,
-                    cols,
-                    x: &x,
-                    batch,
-                };
-                let (want, a) = case.run(scalar(), off);
-                for k in tables() {
-                    let (got, _) = case.run(k, off);
-                    case.assert_close(k.path(), &a, &want, &got);
+    for precision in PRECISIONS {
+        for f in WeightFormat::ALL {
+            for &cols in cols_for(f) {
+                for (i, &rows) in [1usize, 2, 3, 4, 5, 7, 8, 13, 31, 67].iter().enumerate() {
+                    let batch = [1usize, 2, 3, 4, 5, 6, 7, 8, 16, 17][(i + cols) % 10];
+                    let off = (i * 3 + cols) % 8;
+                    let w = raw_weights(&mut rng, f, rows, cols);
+                    let x = activations(&mut rng, batch * cols);
+                    let case = Case {
+                        f,
+                        w: &w,
+                        rows,
+                        cols,
+                        x: &x,
+                        batch,
+                        precision,
+                    };
+                    let (want, a) = case.run(scalar(), off);
+                    for k in tables() {
+                        let (got, _) = case.run(k, off);
+                        case.assert_close(k.path(), &a, &want, &got);
+                    }
                 }
             }
         }
@@ -116,23 +126,28 @@ fn simd_paths_match_scalar_on_ragged_shapes_and_misaligned_slices() {
 #[test]
 fn activation_quantization_is_bit_identical_on_every_path() {
     let mut rng = rng(2);
-    for cols in [32, 64, 96, 576, 1536] {
-        let x = activations(&mut rng, 3 * cols);
-        let mut want = Activations::new();
-        want.prepare_with(scalar(), WeightFormat::Q4_1, &x, 3, cols);
-        for k in tables() {
-            let mut got = Activations::new();
-            got.prepare_with(k, WeightFormat::Q4_1, &x, 3, cols);
-            for b in 0..3 {
-                let (w, g) = (want.q8_row(b).unwrap(), got.q8_row(b).unwrap());
-                for j in 0..w.blocks() {
-                    let (w, g) = (w.block(j), g.block(j));
-                    assert_eq!(
-                        (w.qs, w.d.to_bits(), w.sum),
-                        (g.qs, g.d.to_bits(), g.sum),
-                        "{} cols {cols} row {b} block {j}",
-                        k.path()
+    for precision in [Precision::Int8, Precision::Int16] {
+        for cols in [32, 64, 96, 576, 1536] {
+            let x = activations(&mut rng, 3 * cols);
+            let mut want = Activations::with_precision(precision);
+            want.prepare_with(scalar(), WeightFormat::Q4_1, &x, 3, cols);
+            for k in tables() {
+                let mut got = Activations::with_precision(precision);
+                got.prepare_with(k, WeightFormat::Q4_1, &x, 3, cols);
+                for b in 0..3 {
+                    let (w, g) = (
+                        want.quantized_row(b).unwrap(),
+                        got.quantized_row(b).unwrap(),
                     );
+                    for j in 0..w.blocks() {
+                        let (w, g) = (w.block(j), g.block(j));
+                        assert_eq!(
+                            (w.qs, w.d.to_bits(), w.sum),
+                            (g.qs, g.d.to_bits(), g.sum),
+                            "{} {precision:?} cols {cols} row {b} block {j}",
+                            k.path()
+                        );
+                    }
                 }
             }
         }
@@ -145,15 +160,15 @@ fn activation_quantization_follows_q8_0() {
     let x = activations(&mut rng, 40 * 32);
     let mut a = Activations::new();
     a.prepare(WeightFormat::Q8_0, &x, 1, x.len());
-    let r = a.q8_row(0).unwrap();
+    let r = a.quantized_row(0).unwrap();
     for (j, blk) in x.chunks(32).enumerate() {
         let want = kernels_cpu::formats::q8_0::BlockQ8_0::quantize(blk.try_into().unwrap());
         let got = r.block(j);
-        assert_eq!(got.qs, want.qs, "block {j}");
+        assert_eq!(got.qs, want.qs.map(i16::from), "block {j}");
         assert_eq!(half::f16::from_f32(got.d), want.d, "block {j}");
         assert_eq!(got.sum, got.qs.iter().map(|&q| i32::from(q)).sum::<i32>());
         assert!(
-            got.qs.iter().all(|&q| q != i8::MIN),
+            got.qs.iter().all(|&q| (-127..=127).contains(&q)),
             "activations stay within ±127"
         );
     }
@@ -189,6 +204,7 @@ fn integer_valued_inputs_give_bit_identical_results_on_every_path() {
             cols,
             x: &x,
             batch,
+            precision: Precision::Int8,
         };
         let (want, _) = case.run(scalar(), 0);
         assert!(
@@ -245,27 +261,30 @@ fn edge_cases_match_scalar() {
         for (i, v) in x[2 * cols..3 * cols].iter_mut().enumerate() {
             *v = if i % 2 == 0 { 5.0 } else { -5.0 };
         }
-        let case = Case {
-            f,
-            w: &w,
-            rows,
-            cols,
-            x: &x,
-            batch,
-        };
-        let (want, a) = case.run(scalar(), 1);
-        assert!(
-            want[..rows].iter().all(|&v| v == 0.0),
-            "{f:?}: zero input gives zero"
-        );
-        for k in tables() {
-            let (got, _) = case.run(k, 5);
+        for precision in PRECISIONS {
+            let case = Case {
+                f,
+                w: &w,
+                rows,
+                cols,
+                x: &x,
+                batch,
+                precision,
+            };
+            let (want, a) = case.run(scalar(), 1);
             assert!(
-                got[..rows].iter().all(|&v| v == 0.0),
-                "{} {f:?}: zero input",
-                k.path()
+                want[..rows].iter().all(|&v| v == 0.0),
+                "{f:?}: zero input gives zero"
             );
-            case.assert_close(k.path(), &a, &want, &got);
+            for k in tables() {
+                let (got, _) = case.run(k, 5);
+                assert!(
+                    got[..rows].iter().all(|&v| v == 0.0),
+                    "{} {f:?}: zero input",
+                    k.path()
+                );
+                case.assert_close(k.path(), &a, &want, &got);
+            }
         }
     }
 }
@@ -278,7 +297,10 @@ fn matmul_equals_row_by_row_matvec_exactly() {
         // block of tail.
         for (rows, cols) in [(37, if f.is_quantized() { 288 } else { 75 }), (9, 2336)] {
             let w = raw_weights(&mut rng, f, rows, cols);
-            for batch in [2, 3, 4, 5, 8, 17] {
+            for (batch, precision) in [2, 3, 4, 5, 8, 17]
+                .into_iter()
+                .zip(PRECISIONS.iter().cycle())
+            {
                 let x = activations(&mut rng, batch * cols);
                 for k in tables() {
                     let case = Case {
@@ -288,6 +310,7 @@ fn matmul_equals_row_by_row_matvec_exactly() {
                         cols,
                         x: &x,
                         batch,
+                        precision: *precision,
                     };
                     let (y, _) = case.run(k, 0);
                     for b in 0..batch {
@@ -300,7 +323,7 @@ fn matmul_equals_row_by_row_matvec_exactly() {
                         assert_eq!(
                             &y[b * rows..(b + 1) * rows],
                             &yb[..],
-                            "{} {f:?} batch {batch} row {b}",
+                            "{} {f:?} {precision:?} batch {batch} row {b}",
                             k.path()
                         );
                     }
@@ -325,10 +348,14 @@ fn matmul_many_equals_separate_matmuls_exactly() {
             .zip(shapes)
             .map(|(w, r)| QMatrix::new(f, r, cols, w).unwrap())
             .collect();
-        for batch in [1, 5] {
+        for (batch, precision) in [
+            (1, Precision::Int8),
+            (5, Precision::Int8),
+            (5, Precision::Int16),
+        ] {
             let x = activations(&mut rng, batch * cols);
             for k in tables() {
-                let mut a = Activations::new();
+                let mut a = Activations::with_precision(precision);
                 a.prepare_with(k, f, &x, batch, cols);
                 let mut ys: Vec<Vec<f32>> = shapes.iter().map(|r| vec![0.0; r * batch]).collect();
                 let mut jobs: Vec<(&QMatrix<'_>, &mut [f32])> = ms
@@ -359,13 +386,17 @@ fn results_are_identical_for_1_2_and_3_threads() {
         })
         .into();
     for f in WeightFormat::ALL {
-        for (rows, cols, batch) in [(1536, 576, 1), (577, 1536, 3), (2048, 64, 9), (96, 2336, 6)] {
+        for (i, (rows, cols, batch)) in
+            [(1536, 576, 1), (577, 1536, 3), (2048, 64, 9), (96, 2336, 6)]
+                .into_iter()
+                .enumerate()
+        {
             let cols = if f.is_quantized() { cols } else { cols + 3 };
             let w = raw_weights(&mut rng, f, rows, cols);
             let x = activations(&mut rng, batch * cols);
             let m = QMatrix::new(f, rows, cols, &w).unwrap();
             for k in tables() {
-                let mut a = Activations::new();
+                let mut a = Activations::with_precision(PRECISIONS[i % 2]);
                 a.prepare_with(k, f, &x, batch, cols);
                 let ys: Vec<Vec<f32>> = pools
                     .iter()

@@ -18,8 +18,14 @@ pub(crate) fn cache_dir() -> PathBuf {
 }
 
 /// The workspace root (the parent of xtask/).
+///
+/// Read from the environment `cargo run` sets, not baked in with `env!`: cargo fingerprints
+/// workspace members by relative path, so a binary built in one clone is reused unchanged
+/// by another clone sharing the target directory and would point back at the first.
 pub(crate) fn workspace_root() -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
     manifest.parent().map(PathBuf::from).unwrap_or(manifest)
 }
 

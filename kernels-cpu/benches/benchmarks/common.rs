@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkGroup, Criterion, Throughput, measurement::WallTime};
-use kernels_cpu::{Activations, KernelPath, Kernels, QMatrix, WeightFormat, formats};
+use kernels_cpu::{Activations, KernelPath, Kernels, Precision, QMatrix, WeightFormat, formats};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
 /// Quantized weights of `rows × cols` from seeded values in ±1.
@@ -55,20 +55,56 @@ pub(crate) fn group<'c>(c: &'c mut Criterion, name: &str) -> BenchmarkGroup<'c, 
     g
 }
 
-/// Benches `y = W·x` for `batch` rows on every path (scalar, SIMD) with `threads` threads.
-/// `copies > 1` cycles through that many copies of the weights, so they come from DRAM
-/// rather than cache, as in a real decode step.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn bench_matmul(
-    c: &mut Criterion,
-    name: &str,
-    format: WeightFormat,
-    rows: usize,
-    cols: usize,
-    batch: usize,
-    threads: &[usize],
-    copies: usize,
-) {
+/// One benchmarked matmul shape.
+#[derive(Clone, Copy)]
+pub(crate) struct Shape {
+    pub(crate) format: WeightFormat,
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+    pub(crate) batch: usize,
+    /// `> 1`: cycle through that many copies of the weights, so they come from DRAM rather
+    /// than cache, as in a real decode step.
+    pub(crate) copies: usize,
+    pub(crate) precision: Precision,
+}
+
+impl Shape {
+    /// `rows × cols` of `format` against `batch` int8 rows, from cache.
+    pub(crate) fn new(format: WeightFormat, rows: usize, cols: usize, batch: usize) -> Self {
+        Self {
+            format,
+            rows,
+            cols,
+            batch,
+            copies: 1,
+            precision: Precision::Int8,
+        }
+    }
+
+    /// The same shape cycling through `copies` copies of the weights.
+    pub(crate) fn copies(self, copies: usize) -> Self {
+        Self { copies, ..self }
+    }
+
+    /// The same shape with int16 activations.
+    pub(crate) fn int16(self) -> Self {
+        Self {
+            precision: Precision::Int16,
+            ..self
+        }
+    }
+}
+
+/// Benches `y = W·x` for one shape on every path (scalar, SIMD) with `threads` threads.
+pub(crate) fn bench_matmul(c: &mut Criterion, name: &str, shape: Shape, threads: &[usize]) {
+    let Shape {
+        format,
+        rows,
+        cols,
+        batch,
+        copies,
+        precision,
+    } = shape;
     let w = weights(format, rows, cols);
     let ws: Vec<Vec<u8>> = (0..copies).map(|_| w.clone()).collect();
     let ms: Vec<QMatrix<'_>> = ws
@@ -79,7 +115,7 @@ pub(crate) fn bench_matmul(
     let mut g = group(c, name);
     g.throughput(Throughput::Bytes(w.len() as u64));
     for k in tables() {
-        let mut a = Activations::new();
+        let mut a = Activations::with_precision(precision);
         a.prepare_with(k, format, &x, batch, cols);
         let mut y = vec![0.0; rows * batch];
         for &t in threads {

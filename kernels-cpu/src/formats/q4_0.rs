@@ -17,7 +17,7 @@
 use half::f16;
 
 use super::f16_at;
-use crate::activations::Q8Row;
+use crate::activations::QRow;
 
 /// Values per block.
 pub const BLOCK_LEN: usize = 32;
@@ -164,7 +164,7 @@ pub fn dequantize_row_bytes(bytes: &[u8], out: &mut [f32]) {
 ///
 /// # Panics
 /// If `w` is not `a.blocks()` blocks long.
-pub fn vec_dot(w: &[u8], a: Q8Row<'_>) -> f32 {
+pub fn vec_dot(w: &[u8], a: QRow<'_>) -> f32 {
     assert_eq!(w.len(), a.blocks() * BLOCK_BYTES, "q4_0::vec_dot lengths");
     let mut sum = 0.0f32;
     for (j, b) in w.chunks_exact(BLOCK_BYTES).enumerate() {

@@ -16,7 +16,7 @@
 use half::f16;
 
 use super::{f16_at, round_half_away};
-use crate::activations::Q8Row;
+use crate::activations::QRow;
 
 /// Values per block.
 pub const BLOCK_LEN: usize = 32;
@@ -141,7 +141,7 @@ pub fn dequantize_row_bytes(bytes: &[u8], out: &mut [f32]) {
 ///
 /// # Panics
 /// If `w` is not `a.blocks()` blocks long.
-pub fn vec_dot(w: &[u8], a: Q8Row<'_>) -> f32 {
+pub fn vec_dot(w: &[u8], a: QRow<'_>) -> f32 {
     assert_eq!(w.len(), a.blocks() * BLOCK_BYTES, "q8_0::vec_dot lengths");
     let mut sum = 0.0f32;
     for (j, b) in w.chunks_exact(BLOCK_BYTES).enumerate() {

@@ -148,7 +148,7 @@ pub(crate) fn activation_magnitudes(x: &Activations, b: usize) -> Vec<f32> {
     if let Some(r) = x.f32_row(b) {
         return r.iter().map(|v| v.abs()).collect();
     }
-    let r = x.q8_row(b).expect("prepared");
+    let r = x.quantized_row(b).expect("prepared");
     (0..r.blocks())
         .flat_map(|j| {
             let blk = r.block(j);

@@ -8,8 +8,12 @@
 //! (row, batch row) result is always computed by the same instruction sequence, so it does
 //! not depend on the batch size or the thread count.
 //!
+//! Int16 activations are two int8 parts per value (`q = 255·h + l`): each part gets its own
+//! dot-product chain, and the two are combined in integers (`255·Σw·h + Σw·l`) before the
+//! scales are applied.
+//!
 //! F16 weights use the scalar kernel (`float16x4_t` is not stable in Rust yet), and the
-//! activation quantizer is the scalar one (bit-exact by construction).
+//! activation quantizers are the scalar ones (bit-exact by construction).
 
 mod float;
 mod quant;
@@ -17,14 +21,15 @@ mod quant;
 use std::arch::aarch64::*;
 
 use crate::{
-    activations::quantize_row_q8,
+    activations::quantize_row,
     dispatch::{KernelPath, Kernels},
     reference,
 };
 
 static KERNELS: Kernels = Kernels {
     path: KernelPath::Neon,
-    quantize: quantize_row_q8,
+    quantize8: quantize_row::<1>,
+    quantize16: quantize_row::<2>,
     f32: float::rows_f32,
     f16: reference::rows_f16,
     bf16: float::rows_bf16,
@@ -35,7 +40,8 @@ static KERNELS: Kernels = Kernels {
 
 static KERNELS_DOTPROD: Kernels = Kernels {
     path: KernelPath::NeonDotprod,
-    quantize: quantize_row_q8,
+    quantize8: quantize_row::<1>,
+    quantize16: quantize_row::<2>,
     f32: float::rows_f32,
     f16: reference::rows_f16,
     bf16: float::rows_bf16,

@@ -1,18 +1,22 @@
 //! AVX2 + FMA + F16C kernels.
 //!
 //! Quantized formats run on the activation layout of [`crate::activations`]: full
-//! *octets* of eight blocks, then the last `blocks % 8` in *pairs*.
+//! *octets* of eight blocks, then the last `blocks % 8` in *pairs*, with one int8 part per
+//! value (int8 activations) or two (int16: `q = 255·h + l`).
 //!
 //! - Octet: the 4-byte groups of eight weight blocks are transposed in registers, so one
 //!   `maddubs` multiplies group `v` of all eight blocks with activation vector `v`, and
 //!   each i32 lane ends up holding one block's integer dot product. For 4-bit weights the
-//!   eight `maddubs` results are summed in i16 (at most 16·15·127 < 2¹⁵) and widened
-//!   once. One int→float conversion and two or three FMAs then serve eight blocks.
+//!   eight `maddubs` results of a part are summed in i16 (at most 16·15·127 < 2¹⁵) and
+//!   widened once; the two parts of int16 activations are combined in i32 as
+//!   `255·Σw·h + Σw·l`. One int→float conversion and two or three FMAs then serve eight
+//!   blocks.
 //! - Pair: one register holds the low (or high) nibbles of two blocks; lanes 0..4 belong
-//!   to the first block and 4..8 to the second.
+//!   to the first block and 4..8 to the second, and the same integer step and float finish
+//!   apply.
 //!
 //! Tiles (see [`super::tiles`]): a batch of one streams one weight row at a time, decoding
-//! each octet in registers; a larger batch decodes one weight row per column block into
+//! each item in registers; a larger batch decodes one weight row per column block into
 //! L1 and runs it against 4 batch rows at a time (2 weight rows at a time would need more
 //! than 16 vector registers). Each (row, batch row) result comes from the same instruction
 //! sequence whatever the tile, so results do not depend on the batch or the thread count.
@@ -24,16 +28,19 @@ pub(super) mod quantize;
 
 use std::arch::x86_64::*;
 
-use super::tiles::{COL_OCTETS, Decoded, Format, Row, check_q8};
+use super::tiles::{
+    COL_OCTETS, Decoded, Format, Row, act_row, check_q8, finish, octet_bytes, pair_bytes, prefetch,
+};
 use crate::{
     QMatrix,
-    activations::{Activations, Q8Pair, row_layout},
+    activations::{Activations, Parts, row_layout},
     dispatch::{KernelPath, Kernels},
 };
 
 static KERNELS: Kernels = Kernels {
     path: KernelPath::Avx2,
-    quantize: quantize::quantize_row_q8,
+    quantize8: quantize::quantize_row_q8,
+    quantize16: quantize::quantize_row_q16,
     f32: float::rows_f32,
     f16: float::rows_f16,
     bf16: float::rows_bf16,
@@ -62,6 +69,39 @@ pub(super) fn hsum(v: __m256) -> f32 {
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     let s = _mm_add_ss(s, _mm_movehdup_ps(s));
     _mm_cvtss_f32(s)
+}
+
+/// The lane sums of eight vectors, each added in exactly [`hsum`]'s order (so a result
+/// does not depend on which of the two computed it), in 21 instructions instead of 48.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+pub(super) fn hsum8(v: [__m256; 8]) -> [f32; 8] {
+    // hsum step 1, `x_i + x_{i+4}`, for two vectors at a time: [v_k | v_{k+4}].
+    let mut s4 = [_mm256_setzero_ps(); 4];
+    for k in 0..4 {
+        s4[k] = _mm256_add_ps(
+            _mm256_permute2f128_ps::<0x20>(v[k], v[k + 4]),
+            _mm256_permute2f128_ps::<0x31>(v[k], v[k + 4]),
+        );
+    }
+    // Step 2, `s_0 + s_2` and `s_1 + s_3` per 128-bit half.
+    let mut s2 = [_mm256_setzero_ps(); 2];
+    for k in 0..2 {
+        let (a, b) = (s4[2 * k], s4[2 * k + 1]);
+        s2[k] = _mm256_add_ps(
+            _mm256_shuffle_ps::<0b01_00_01_00>(a, b),
+            _mm256_shuffle_ps::<0b11_10_11_10>(a, b),
+        );
+    }
+    // Step 3, `s_0 + s_1`: lanes [v0, v1, v2, v3 | v4, v5, v6, v7].
+    let s = _mm256_add_ps(
+        _mm256_shuffle_ps::<0b10_00_10_00>(s2[0], s2[1]),
+        _mm256_shuffle_ps::<0b11_01_11_01>(s2[0], s2[1]),
+    );
+    let mut out = [0.0; 8];
+    // SAFETY: `out` holds 8 f32; storeu has no alignment need.
+    unsafe { _mm256_storeu_ps(out.as_mut_ptr(), s) };
+    out
 }
 
 /// Transposes 4-byte groups: `r[k]` holds 16 bytes of block `k` (low half) and of block
@@ -168,4 +208,25 @@ pub(super) unsafe fn octet_scales<const BB: usize, const M: bool>(
     )
 }
 
-super::tiles::q8_driver!("avx2,fma,f16c", false);
+super::tiles::q8_driver!("avx2,fma,f16c", 1);
+
+/// `rows_q` for the precision `x` was prepared with.
+///
+/// # Safety
+/// The CPU must have AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn rows_any<K: Format>(
+    w: &QMatrix<'_>,
+    row0: usize,
+    x: &Activations,
+    out: &mut [&mut [f32]],
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        if x.parts() == 2 {
+            rows_q::<K, 2>(w, row0, x, out)
+        } else {
+            rows_q::<K, 1>(w, row0, x, out)
+        }
+    }
+}

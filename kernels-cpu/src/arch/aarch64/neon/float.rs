@@ -31,7 +31,7 @@ fn dot(
 
 #[target_feature(enable = "neon")]
 fn rows_f32_impl(w: &QMatrix<'_>, row0: usize, x: &Activations, out: &mut [&mut [f32]]) {
-    assert!(x.feeds(w.format()) && x.rows() == out.len() && x.cols() == w.cols());
+    assert!(x.feeds(w.format()) && x.batch() == out.len() && x.cols() == w.cols());
     let cols = w.cols();
     for (b, o) in out.iter_mut().enumerate() {
         let xb = x.f32s(b);
@@ -50,7 +50,7 @@ fn rows_f32_impl(w: &QMatrix<'_>, row0: usize, x: &Activations, out: &mut [&mut 
 
 #[target_feature(enable = "neon")]
 fn rows_bf16_impl(w: &QMatrix<'_>, row0: usize, x: &Activations, out: &mut [&mut [f32]]) {
-    assert!(x.feeds(w.format()) && x.rows() == out.len() && x.cols() == w.cols());
+    assert!(x.feeds(w.format()) && x.batch() == out.len() && x.cols() == w.cols());
     let cols = w.cols();
     for (b, o) in out.iter_mut().enumerate() {
         let xb = x.f32s(b);

@@ -1,12 +1,13 @@
-//! Q4_0, Q4_1 and Q8_0 against int8 activations: decoding (shared) and the row drivers,
-//! stamped out once without and once with `dotprod` by [`q8_neon!`].
+//! Q4_0, Q4_1 and Q8_0 against integer activations (one int8 part per value, or two for
+//! int16: `q = 255·h + l`): decoding (shared) and the row drivers, stamped out once
+//! without and once with `dotprod` by [`q8_neon!`].
 
 use std::arch::aarch64::*;
 
 use super::{f16_bits_to_f32, hsum};
 use crate::{
     QMatrix, WeightFormat,
-    activations::{Activations, Q8Octet, Q8Pair, row_layout},
+    activations::{Activations, Parts, QOctet, QPair, row_layout},
 };
 
 /// One octet of weight blocks decoded for the dot kernels: `w[v][h]` holds values
@@ -136,7 +137,10 @@ unsafe fn decode(l: Layout, p: *const u8, out: &mut Decoded) {
 }
 
 /// Checks what the unsafe kernels rely on; returns the number of rows in the chunk.
-fn check(w: &QMatrix<'_>, row0: usize, x: &Activations, out: &[&mut [f32]]) -> usize {
+fn check<const P: usize>(w: &QMatrix<'_>, row0: usize, x: &Activations, out: &[&mut [f32]]) -> usize
+where
+    Activations: Parts<P>,
+{
     let nrows = out.first().map_or(0, |o| o.len());
     assert!(out.iter().all(|o| o.len() == nrows), "ragged output chunk");
     assert!(
@@ -144,20 +148,19 @@ fn check(w: &QMatrix<'_>, row0: usize, x: &Activations, out: &[&mut [f32]]) -> u
         "rows {row0}+{nrows} of {}",
         w.rows()
     );
-    assert_eq!(x.rows(), out.len(), "batch");
+    assert_eq!(x.batch(), out.len(), "batch");
     assert_eq!(x.cols(), w.cols(), "cols");
     assert!(
         x.feeds(w.format()) && w.format().is_quantized(),
         "activation kind"
     );
     let layout = row_layout(w.cols() / 32);
-    for b in 0..x.rows() {
-        let q = x.q8(b);
-        assert_eq!(
-            (q.octets().len(), q.pairs().len()),
-            layout,
-            "activation layout"
+    for b in 0..x.batch() {
+        let got = (
+            Parts::<P>::octets(x, b).len(),
+            Parts::<P>::pairs(x, b).len(),
         );
+        assert_eq!(got, layout, "activation layout");
     }
     nrows
 }
@@ -172,18 +175,28 @@ macro_rules! q8_neon {
             use super::*;
 
             /// Adds `d_a · (d·e + m·S)` per block lane of one decoded octet against one
-            /// activation octet to `acc`.
+            /// activation octet of `P` parts to `acc`.
             #[target_feature(enable = $features)]
             #[inline]
-            fn dot_octet(w: &Decoded, a: &Q8Octet, acc: &mut [float32x4_t; 2]) {
+            fn dot_octet<const P: usize>(w: &Decoded, a: &QOctet<P>, acc: &mut [float32x4_t; 2]) {
                 for h in 0..2 {
+                    // Two chains: by vector parity for int8, by part for int16.
                     let mut s = [vdupq_n_s32(0); 2];
                     for v in 0..8 {
-                        // SAFETY: bytes 32v + 16h .. + 16 of the 256-byte qs.
-                        let av = unsafe { vld1q_s8(a.qs.as_ptr().add(32 * v + 16 * h)) };
-                        s[v % 2] = $dot4(s[v % 2], w.w[v][h], av);
+                        for p in 0..P {
+                            // SAFETY: bytes 32v + 16h .. + 16 of the 256-byte qs[p].
+                            let av = unsafe { vld1q_s8(a.qs[p].as_ptr().add(32 * v + 16 * h)) };
+                            let c = if P == 1 { v % 2 } else { p };
+                            s[c] = $dot4(s[c], w.w[v][h], av);
+                        }
                     }
-                    let e = vcvtq_f32_s32(vaddq_s32(s[0], s[1]));
+                    let e = if P == 1 {
+                        vaddq_s32(s[0], s[1])
+                    } else {
+                        // q = 255·h + l, so Σw·q = 255·Σw·h + Σw·l, exactly.
+                        vmlaq_n_s32(s[1], s[0], 255)
+                    };
+                    let e = vcvtq_f32_s32(e);
                     // SAFETY: lanes 4h..4h + 4 of the 8-float arrays.
                     let (ad, asum) = unsafe {
                         (
@@ -203,14 +216,12 @@ macro_rules! q8_neon {
             /// `p` must be readable for `l.bb` bytes.
             #[target_feature(enable = $features)]
             #[inline]
-            unsafe fn dot_tail_block(l: Layout, p: *const u8, pair: &Q8Pair, h: usize) -> f32 {
-                // SAFETY: the pair's qs has 64 bytes.
-                let (alo, ahi) = unsafe {
-                    (
-                        vld1q_s8(pair.qs.as_ptr().add(16 * h)),
-                        vld1q_s8(pair.qs.as_ptr().add(32 + 16 * h)),
-                    )
-                };
+            unsafe fn dot_tail_block<const P: usize>(
+                l: Layout,
+                p: *const u8,
+                pair: &QPair<P>,
+                h: usize,
+            ) -> f32 {
                 // SAFETY: the block's values are in range (caller).
                 let (wlo, whi) = unsafe {
                     if l.nibbles {
@@ -226,7 +237,19 @@ macro_rules! q8_neon {
                         )
                     }
                 };
-                let dot = vaddvq_s32($dot4($dot4(vdupq_n_s32(0), wlo, alo), whi, ahi)) as f32;
+                let mut dot = 0i32;
+                for part in 0..P {
+                    // SAFETY: each part of the pair has 64 bytes.
+                    let (alo, ahi) = unsafe {
+                        (
+                            vld1q_s8(pair.qs[part].as_ptr().add(16 * h)),
+                            vld1q_s8(pair.qs[part].as_ptr().add(32 + 16 * h)),
+                        )
+                    };
+                    // Integer, exact: Σw·q = 255·Σw·h + Σw·l for int16.
+                    dot = 255 * dot + vaddvq_s32($dot4($dot4(vdupq_n_s32(0), wlo, alo), whi, ahi));
+                }
+                let dot = dot as f32;
                 let f16 = |at: usize| {
                     // SAFETY: inside the block (caller).
                     half::f16::from_bits(unsafe { p.add(at).cast::<u16>().read_unaligned() })
@@ -245,14 +268,16 @@ macro_rules! q8_neon {
             }
 
             #[target_feature(enable = $features)]
-            fn rows(
+            fn rows<const P: usize>(
                 l: Layout,
                 w: &QMatrix<'_>,
                 row0: usize,
                 x: &Activations,
                 out: &mut [&mut [f32]],
-            ) {
-                let nrows = check(w, row0, x, out);
+            ) where
+                Activations: Parts<P>,
+            {
+                let nrows = check::<P>(w, row0, x, out);
                 let nb = w.cols() / 32;
                 let (octets, pairs) = row_layout(nb);
                 let tail = nb - 8 * octets;
@@ -264,20 +289,37 @@ macro_rules! q8_neon {
                         unsafe { decode(l, row[o * 8 * l.bb..].as_ptr(), d) };
                     }
                     for (b, y) in out.iter_mut().enumerate() {
-                        let a = x.q8(b);
+                        let ao = Parts::<P>::octets(x, b);
+                        let ap = Parts::<P>::pairs(x, b);
                         let mut acc = [vdupq_n_f32(0.0); 2];
-                        for (d, ao) in dec.iter().zip(a.octets()) {
+                        for (d, ao) in dec.iter().zip(ao) {
                             dot_octet(d, ao, &mut acc);
                         }
                         let mut s = hsum(vaddq_f32(acc[0], acc[1]));
                         for j in 0..tail {
                             let p = row[(8 * octets + j) * l.bb..].as_ptr();
                             // SAFETY: tail block j is a whole block of the row.
-                            s += unsafe { dot_tail_block(l, p, &a.pairs()[j / 2], j % 2) };
+                            s += unsafe { dot_tail_block(l, p, &ap[j / 2], j % 2) };
                         }
                         debug_assert!(tail.div_ceil(2) == pairs);
                         y[r] = s;
                     }
+                }
+            }
+
+            /// `rows` for the precision `x` was prepared with.
+            #[target_feature(enable = $features)]
+            fn rows_any(
+                f: WeightFormat,
+                w: &QMatrix<'_>,
+                row0: usize,
+                x: &Activations,
+                out: &mut [&mut [f32]],
+            ) {
+                if x.parts() == 2 {
+                    rows::<2>(layout(f), w, row0, x, out)
+                } else {
+                    rows::<1>(layout(f), w, row0, x, out)
                 }
             }
 
@@ -291,7 +333,7 @@ macro_rules! q8_neon {
                 out: &mut [&mut [f32]],
             ) {
                 // SAFETY: see above.
-                unsafe { rows(layout(WeightFormat::Q8_0), w, row0, x, out) }
+                unsafe { rows_any(WeightFormat::Q8_0, w, row0, x, out) }
             }
 
             pub(in crate::arch::aarch64) fn rows_q4_0(
@@ -301,7 +343,7 @@ macro_rules! q8_neon {
                 out: &mut [&mut [f32]],
             ) {
                 // SAFETY: see above.
-                unsafe { rows(layout(WeightFormat::Q4_0), w, row0, x, out) }
+                unsafe { rows_any(WeightFormat::Q4_0, w, row0, x, out) }
             }
 
             pub(in crate::arch::aarch64) fn rows_q4_1(
@@ -311,7 +353,7 @@ macro_rules! q8_neon {
                 out: &mut [&mut [f32]],
             ) {
                 // SAFETY: see above.
-                unsafe { rows(layout(WeightFormat::Q4_1), w, row0, x, out) }
+                unsafe { rows_any(WeightFormat::Q4_1, w, row0, x, out) }
             }
         }
     };

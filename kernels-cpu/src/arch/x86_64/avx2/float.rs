@@ -122,7 +122,7 @@ fn rows_float<W: FloatWeights>(
     out: &mut [&mut [f32]],
 ) {
     let nrows = out.first().map_or(0, |o| o.len());
-    assert!(x.feeds(w.format()) && x.rows() == out.len() && x.cols() == w.cols());
+    assert!(x.feeds(w.format()) && x.batch() == out.len() && x.cols() == w.cols());
     let row = |r: usize| w.row_data(row0 + r);
     let act = |b: usize| x.f32s(b);
     let batch = out.len();

@@ -1,29 +1,15 @@
-//! Q4_0 and Q4_1 against int8 activations.
+//! Q4_0 and Q4_1 against integer activations.
 //!
-//! Both are "nibble × int8, then `d_a·(d·P + m·S)`" per block: Q4_1 stores `m`, Q4_0's
-//! value `d·(q − 8)` is the same with `m = −8·d`. `m·S` is exact in f32 (an f16 times an
-//! integer below 2¹²), so the FMA `d·P + m·S` rounds once. The nibbles are unsigned, so
-//! `maddubs` takes them as its unsigned operand directly; each of its i16 lanes is at most
-//! 2·15·127, and the sum of the 8 vectors of an octet (or the 2 of a pair) stays below
-//! 2¹⁵.
+//! Both are "nibble × int8 part, then `d_a·(d·P + m·S)`" per block: Q4_1 stores `m`, and
+//! Q4_0's value `d·(q − 8)` is `d·(P − 8·S)` with the offset removed in integers. The
+//! nibbles are unsigned, so `maddubs` takes them as its unsigned operand directly; each of
+//! its i16 lanes is at most 2·15·127, and the sum of the 8 vectors of an octet (or the 2
+//! of a pair) stays below 2¹⁵.
 
 use std::arch::x86_64::*;
 
-use super::{Decoded, Format, octet_scales, rows_q8, transpose_4x8};
-use crate::{
-    QMatrix,
-    activations::{Activations, Q8Octet, Q8Pair},
-};
-
-/// A decoded pair of 4-bit blocks: nibbles of values 0..16 (`lo`) and 16..32 (`hi`) of
-/// both blocks, and per-lane scale and minimum.
-#[derive(Clone, Copy)]
-pub(in crate::arch::x86_64) struct Nibbles {
-    lo: __m256i,
-    hi: __m256i,
-    d: __m256,
-    m: __m256,
-}
+use super::{Decoded, Format, octet_scales, rows_any, transpose_4x8};
+use crate::{QMatrix, activations::Activations};
 
 /// Splits 16 + 16 packed bytes into low and high nibbles.
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -84,33 +70,6 @@ fn broadcast_pair(a: __m128i, b: __m128i) -> (__m256, __m256) {
     )
 }
 
-/// The lane products shared by Q4_0 and Q4_1: `acc + d_a · (d·P + m·S)` per lane.
-///
-/// # Safety
-/// `a` must point to a valid pair.
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn dot_pair_nibbles(w: Nibbles, a: *const Q8Pair, acc: __m256) -> __m256 {
-    // SAFETY: `a` is a valid, 64-byte-aligned Q8Pair: qs is 64 bytes at offset 0, d and s
-    // are 8 f32 each at offsets 64 and 96 (32-byte aligned).
-    let (a_lo, a_hi, a_d, a_s) = unsafe {
-        let qs = (*a).qs.as_ptr().cast::<__m256i>();
-        (
-            _mm256_load_si256(qs),
-            _mm256_load_si256(qs.add(1)),
-            _mm256_load_ps((*a).d.as_ptr()),
-            _mm256_load_ps((*a).s.as_ptr()),
-        )
-    };
-    let p16 = _mm256_add_epi16(
-        _mm256_maddubs_epi16(w.lo, a_lo),
-        _mm256_maddubs_epi16(w.hi, a_hi),
-    );
-    let p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
-    let g = _mm256_fmadd_ps(p, w.d, _mm256_mul_ps(w.m, a_s));
-    _mm256_fmadd_ps(g, a_d, acc)
-}
-
 /// Decodes the octet at `p` (blocks of `BB` bytes whose 16 nibble bytes start at `QS`):
 /// `w[i]` holds the low nibbles of dword `i` of each block (values `4i..4i + 4`), `w[4 + i]`
 /// the high nibbles (values `16 + 4i..`); `m` is the stored minimum (`M`) or zero (Q4_0's
@@ -151,202 +110,115 @@ pub(in crate::arch::x86_64) unsafe fn decode_nibbles<
     out.m = if M { m } else { _mm256_setzero_ps() };
 }
 
-/// Adds the float part of the octet dot products to `acc[r][b]`, per block lane, from the
-/// integer dot products `s32[r][b]`:
-/// - `MIN` (Q4_1): `d_a · (d·P + m·S)`, with one rounding for `d·P + m·S` (`m·S` is exact);
-/// - otherwise `d_a · d · (P − S·2^SHIFT)`: the weights were stored with an offset of
-///   `2^SHIFT` (8 for Q4_0's nibbles, 128 for biased Q8_0 bytes, 0 for none) that the
-///   activation sum `S` removes exactly, in integers.
+/// Decodes the blocks at `p` (and `p + BB` if `FULL`) as a pair: `w[0]` the low nibbles
+/// (values 0..16) of both blocks, `w[1]` the high nibbles, and per-lane scale and minimum
+/// (zero unless `M`).
 ///
 /// # Safety
-/// Each `a[b]` must point to a valid octet.
+/// `p` must be readable for `2 * BB` bytes (`BB` if `!FULL`).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-pub(in crate::arch::x86_64) unsafe fn finish<
-    const MIN: bool,
-    const SHIFT: i32,
-    const R: usize,
-    const B: usize,
+pub(in crate::arch::x86_64) unsafe fn decode_nibble_pair<
+    const BB: usize,
+    const QS: usize,
+    const M: bool,
+    const FULL: bool,
 >(
-    w: [&Decoded; R],
-    a: [*const Q8Octet; B],
-    s32: [[__m256i; B]; R],
-    acc: &mut [[__m256; B]; R],
+    p: *const u8,
+    out: &mut Decoded,
 ) {
-    for b in 0..B {
-        // SAFETY: d and s of a valid octet, 32-byte aligned.
-        let (ad, asum) = unsafe {
+    // SAFETY: block 0 is bytes 0..BB (scale at 0, minimum at 2 if M, nibbles at QS); block
+    // 1, read only if FULL, is bytes BB..2·BB.
+    let (q0, q1, h0, h1) = unsafe {
+        if M {
             (
-                _mm256_load_ps((*a[b]).d.as_ptr()),
-                _mm256_load_ps((*a[b]).s.as_ptr()),
+                load16::<true>(p.add(QS)),
+                load16::<FULL>(p.add(BB + QS)),
+                load_f16s::<true, 2>(p),
+                load_f16s::<FULL, 2>(p.add(BB)),
             )
-        };
-        let offset = _mm256_sll_epi32(_mm256_cvtps_epi32(asum), _mm_cvtsi32_si128(SHIFT));
-        for r in 0..R {
-            let g = if MIN {
-                _mm256_fmadd_ps(
-                    _mm256_cvtepi32_ps(s32[r][b]),
-                    w[r].d,
-                    _mm256_mul_ps(w[r].m, asum),
-                )
-            } else if SHIFT > 0 {
-                _mm256_mul_ps(
-                    _mm256_cvtepi32_ps(_mm256_sub_epi32(s32[r][b], offset)),
-                    w[r].d,
-                )
-            } else {
-                _mm256_mul_ps(_mm256_cvtepi32_ps(s32[r][b]), w[r].d)
-            };
-            acc[r][b] = _mm256_fmadd_ps(g, ad, acc[r][b]);
+        } else {
+            (
+                load16::<true>(p.add(QS)),
+                load16::<FULL>(p.add(BB + QS)),
+                load_f16s::<true, 1>(p),
+                load_f16s::<FULL, 1>(p.add(BB)),
+            )
         }
-    }
+    };
+    let (lo, hi) = split(_mm256_set_m128i(q1, q0));
+    out.w[0] = lo;
+    out.w[1] = hi;
+    let (d, m) = broadcast_pair(h0, h1);
+    out.d = d;
+    out.m = if M { m } else { _mm256_setzero_ps() };
 }
 
-/// The 4-bit dot kernel: `maddubs` of the nibbles with the activations, summed in i16
-/// over the octet (at most 16·15·127 < 2¹⁵), widened once.
-///
-/// # Safety
-/// Each `a[b]` must point to a valid octet.
+/// `acc` plus `maddubs(w, a)`, in i16 lanes.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn dot_nibbles<const MIN: bool, const SHIFT: i32, const R: usize, const B: usize>(
-    w: [&Decoded; R],
-    a: [*const Q8Octet; B],
-    acc: &mut [[__m256; B]; R],
-) {
-    let mut s16 = [[_mm256_setzero_si256(); B]; R];
-    for v in 0..8 {
-        for b in 0..B {
-            // SAFETY: a[b] is a valid, 64-byte-aligned octet: vector v of qs.
-            let av = unsafe { _mm256_load_si256((*a[b]).qs.as_ptr().cast::<__m256i>().add(v)) };
-            for r in 0..R {
-                s16[r][b] = _mm256_add_epi16(s16[r][b], _mm256_maddubs_epi16(w[r].w[v], av));
+pub(in crate::arch::x86_64) fn step_nibbles(acc: __m256i, w: __m256i, a: __m256i) -> __m256i {
+    _mm256_add_epi16(acc, _mm256_maddubs_epi16(w, a))
+}
+
+/// i16 lane pairs summed into i32 lanes.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+pub(in crate::arch::x86_64) fn widen_i16(acc: __m256i) -> __m256i {
+    _mm256_madd_epi16(acc, _mm256_set1_epi16(1))
+}
+
+/// Declares an AVX2 4-bit format.
+macro_rules! nibble_format {
+    ($name:ident, $bb:literal, $qs:literal, $min:literal, $shift:literal) => {
+        pub(in crate::arch::x86_64) struct $name;
+
+        impl Format for $name {
+            const BLOCK_BYTES: usize = $bb;
+            const MIN: bool = $min;
+            const SHIFT: i32 = $shift;
+            const CHAINS: usize = 1;
+
+            #[target_feature(enable = "avx2,fma,f16c")]
+            #[inline]
+            unsafe fn decode(p: *const u8, out: &mut Decoded) {
+                // SAFETY: forwarded from the caller.
+                unsafe { decode_nibbles::<$bb, $qs, $min>(p, out) }
+            }
+
+            #[target_feature(enable = "avx2,fma,f16c")]
+            #[inline]
+            unsafe fn decode_pair<const FULL: bool>(p: *const u8, out: &mut Decoded) {
+                // SAFETY: forwarded from the caller.
+                unsafe { decode_nibble_pair::<$bb, $qs, $min, FULL>(p, out) }
+            }
+
+            #[target_feature(enable = "avx2,fma,f16c")]
+            #[inline]
+            unsafe fn step(acc: __m256i, w: __m256i, a: __m256i) -> __m256i {
+                step_nibbles(acc, w, a)
+            }
+
+            #[target_feature(enable = "avx2,fma,f16c")]
+            #[inline]
+            unsafe fn widen(acc: __m256i) -> __m256i {
+                widen_i16(acc)
             }
         }
-    }
-    let ones = _mm256_set1_epi16(1);
-    let mut s32 = [[_mm256_setzero_si256(); B]; R];
-    for r in 0..R {
-        for b in 0..B {
-            s32[r][b] = _mm256_madd_epi16(s16[r][b], ones);
-        }
-    }
-    // SAFETY: forwarded from the caller.
-    unsafe { finish::<MIN, SHIFT, R, B>(w, a, s32, acc) }
+    };
 }
 
-pub(in crate::arch::x86_64) struct Q4_0;
-
-impl Format for Q4_0 {
-    const BLOCK_BYTES: usize = 18;
-    type Pair = Nibbles;
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    #[inline]
-    unsafe fn decode(p: *const u8, out: &mut Decoded) {
-        // SAFETY: forwarded from the caller.
-        unsafe { decode_nibbles::<18, 2, false>(p, out) }
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    #[inline]
-    unsafe fn dot<const R: usize, const B: usize>(
-        w: [&Decoded; R],
-        a: [*const Q8Octet; B],
-        acc: &mut [[__m256; B]; R],
-    ) {
-        // SAFETY: forwarded from the caller.
-        unsafe { dot_nibbles::<false, 3, R, B>(w, a, acc) }
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    #[inline]
-    unsafe fn load_pair<const FULL: bool>(p: *const u8) -> Nibbles {
-        // SAFETY: block 2p is bytes 0..18 (d at 0, qs at 2..18); block 2p+1, read only if
-        // FULL, is bytes 18..36 (d at 18, qs at 20..36).
-        let (q0, q1, d0, d1) = unsafe {
-            (
-                load16::<true>(p.add(2)),
-                load16::<FULL>(p.add(20)),
-                load_f16s::<true, 1>(p),
-                load_f16s::<FULL, 1>(p.add(18)),
-            )
-        };
-        let (lo, hi) = split(_mm256_set_m128i(q1, q0));
-        let (d, _) = broadcast_pair(d0, d1);
-        Nibbles {
-            lo,
-            hi,
-            d,
-            m: _mm256_mul_ps(d, _mm256_set1_ps(-8.0)),
-        }
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    #[inline]
-    unsafe fn dot_pair(w: Nibbles, a: *const Q8Pair, acc: __m256) -> __m256 {
-        // SAFETY: forwarded from the caller.
-        unsafe { dot_pair_nibbles(w, a, acc) }
-    }
-}
-
-pub(in crate::arch::x86_64) struct Q4_1;
-
-impl Format for Q4_1 {
-    const BLOCK_BYTES: usize = 20;
-    type Pair = Nibbles;
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    #[inline]
-    unsafe fn decode(p: *const u8, out: &mut Decoded) {
-        // SAFETY: forwarded from the caller.
-        unsafe { decode_nibbles::<20, 4, true>(p, out) }
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    #[inline]
-    unsafe fn dot<const R: usize, const B: usize>(
-        w: [&Decoded; R],
-        a: [*const Q8Octet; B],
-        acc: &mut [[__m256; B]; R],
-    ) {
-        // SAFETY: forwarded from the caller.
-        unsafe { dot_nibbles::<true, 0, R, B>(w, a, acc) }
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    #[inline]
-    unsafe fn load_pair<const FULL: bool>(p: *const u8) -> Nibbles {
-        // SAFETY: block 2p is bytes 0..20 (d, m at 0..4, qs at 4..20); block 2p+1, read
-        // only if FULL, is bytes 20..40 (d, m at 20..24, qs at 24..40).
-        let (q0, q1, dm0, dm1) = unsafe {
-            (
-                load16::<true>(p.add(4)),
-                load16::<FULL>(p.add(24)),
-                load_f16s::<true, 2>(p),
-                load_f16s::<FULL, 2>(p.add(20)),
-            )
-        };
-        let (lo, hi) = split(_mm256_set_m128i(q1, q0));
-        let (d, m) = broadcast_pair(dm0, dm1);
-        Nibbles { lo, hi, d, m }
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    #[inline]
-    unsafe fn dot_pair(w: Nibbles, a: *const Q8Pair, acc: __m256) -> __m256 {
-        // SAFETY: forwarded from the caller.
-        unsafe { dot_pair_nibbles(w, a, acc) }
-    }
-}
+// Q4_0: nibbles offset by 8, removed as 8·S; Q4_1: stored minimum.
+nibble_format!(Q4_0, 18, 2, false, 3);
+nibble_format!(Q4_1, 20, 4, true, 0);
 
 pub(super) fn rows_q4_0(w: &QMatrix<'_>, row0: usize, x: &Activations, out: &mut [&mut [f32]]) {
     // SAFETY: this function is reachable only through the AVX2 table, which `kernels()`
     // hands out after detecting AVX2, FMA and F16C.
-    unsafe { rows_q8::<Q4_0>(w, row0, x, out) }
+    unsafe { rows_any::<Q4_0>(w, row0, x, out) }
 }
 
 pub(super) fn rows_q4_1(w: &QMatrix<'_>, row0: usize, x: &Activations, out: &mut [&mut [f32]]) {
     // SAFETY: as rows_q4_0.
-    unsafe { rows_q8::<Q4_1>(w, row0, x, out) }
+    unsafe { rows_any::<Q4_1>(w, row0, x, out) }
 }
