@@ -92,6 +92,9 @@ pub struct Kernels {
     pub(crate) q8_0: RowsFn,
     pub(crate) q4_0: RowsFn,
     pub(crate) q4_1: RowsFn,
+    pub(crate) tq1_0: RowsFn,
+    pub(crate) tq2_0: RowsFn,
+    pub(crate) i2_s: RowsFn,
 }
 
 impl Kernels {
@@ -108,6 +111,9 @@ impl Kernels {
             WeightFormat::Q8_0 => self.q8_0,
             WeightFormat::Q4_0 => self.q4_0,
             WeightFormat::Q4_1 => self.q4_1,
+            WeightFormat::Tq1_0 => self.tq1_0,
+            WeightFormat::Tq2_0 => self.tq2_0,
+            WeightFormat::I2S => self.i2_s,
         }
     }
 

@@ -2,8 +2,9 @@
 
 use crate::WeightFormat;
 
-/// A shape or size mismatch between a kernel's arguments. Every variant carries the
-/// offending values, so the message alone says what to fix.
+/// A shape or size mismatch between a kernel's arguments, or weight bytes that do not
+/// hold a valid tensor. Every variant carries the offending values, so the message alone
+/// says what to fix.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum KernelError {
     /// The number of columns is not a multiple of the format's block length.
@@ -13,7 +14,9 @@ pub enum KernelError {
         cols: usize,
         block_len: usize,
     },
-    /// The weight bytes do not hold exactly `rows × row_bytes(cols)` bytes.
+    /// The weight bytes do not hold exactly
+    /// [`WeightFormat::tensor_bytes`]`(rows, cols)` bytes (`rows × row_bytes(cols)`, plus
+    /// the 32-byte scale tail for I2_S).
     #[error("{format:?} matrix {rows}×{cols} needs {expected} bytes, got {got}")]
     DataSize {
         format: WeightFormat,
@@ -49,5 +52,29 @@ pub enum KernelError {
         rows: usize,
         expected: usize,
         got: usize,
+    },
+    /// I2_S's per-tensor scale (the first 4 bytes of the tail) is NaN or infinite.
+    #[error("{format:?} tensor scale is {} (bits {bits:#010x}), not a finite number", f32::from_bits(*bits))]
+    NonFiniteTensorScale { format: WeightFormat, bits: u32 },
+    /// A block scale is NaN or infinite ([`crate::QMatrix::validate`]).
+    #[error(
+        "{format:?} row {row} block {block} has scale {} (f16 bits {bits:#06x}), not a finite number",
+        half::f16::from_bits(*bits)
+    )]
+    NonFiniteScale {
+        format: WeightFormat,
+        row: usize,
+        block: usize,
+        bits: u16,
+    },
+    /// A 2-bit code of a ternary format is 3, which stands for no value in {−1, 0, 1}
+    /// ([`crate::QMatrix::validate`]).
+    #[error(
+        "{format:?} row {row} column {col} holds the 2-bit code 3; ternary codes are 0, 1 and 2 (−1, 0, +1)"
+    )]
+    InvalidTernaryCode {
+        format: WeightFormat,
+        row: usize,
+        col: usize,
     },
 }

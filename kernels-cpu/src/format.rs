@@ -17,24 +17,43 @@ pub enum WeightFormat {
     Q4_0,
     /// 32 4-bit values, one f16 scale and one f16 minimum: [`crate::formats::q4_1::BlockQ4_1`].
     Q4_1,
+    /// Ternary, 256 values packed five to a byte in base 3 and one f16 scale:
+    /// [`crate::formats::tq1_0::BlockTQ1_0`].
+    Tq1_0,
+    /// Ternary, 256 2-bit codes and one f16 scale: [`crate::formats::tq2_0::BlockTQ2_0`].
+    Tq2_0,
+    /// bitnet.cpp's ternary format: 2-bit codes in groups of 128
+    /// ([`crate::formats::i2_s::BlockI2S`]) and one f32 scale for the whole tensor, stored
+    /// in a 32-byte tail after the last row ([`WeightFormat::tensor_bytes`]).
+    I2S,
 }
 
 impl WeightFormat {
     /// Every format the crate supports.
-    pub const ALL: [WeightFormat; 6] = [
+    pub const ALL: [WeightFormat; 9] = [
         WeightFormat::F32,
         WeightFormat::F16,
         WeightFormat::BF16,
         WeightFormat::Q8_0,
         WeightFormat::Q4_0,
         WeightFormat::Q4_1,
+        WeightFormat::Tq1_0,
+        WeightFormat::Tq2_0,
+        WeightFormat::I2S,
     ];
 
-    /// Values per block (1 for the plain float formats, 32 for the quantized ones).
+    /// The ternary formats (TQ1_0, TQ2_0, I2_S).
+    pub const TERNARY: [WeightFormat; 3] =
+        [WeightFormat::Tq1_0, WeightFormat::Tq2_0, WeightFormat::I2S];
+
+    /// Values per block (1 for the plain float formats, 32 for Q8_0/Q4_0/Q4_1, 256 for
+    /// TQ1_0/TQ2_0, 128 for I2_S's groups).
     pub fn block_len(self) -> usize {
         match self {
             WeightFormat::F32 | WeightFormat::F16 | WeightFormat::BF16 => 1,
             WeightFormat::Q8_0 | WeightFormat::Q4_0 | WeightFormat::Q4_1 => 32,
+            WeightFormat::Tq1_0 | WeightFormat::Tq2_0 => 256,
+            WeightFormat::I2S => crate::formats::i2_s::BLOCK_LEN,
         }
     }
 
@@ -46,6 +65,9 @@ impl WeightFormat {
             WeightFormat::Q8_0 => crate::formats::q8_0::BLOCK_BYTES,
             WeightFormat::Q4_0 => crate::formats::q4_0::BLOCK_BYTES,
             WeightFormat::Q4_1 => crate::formats::q4_1::BLOCK_BYTES,
+            WeightFormat::Tq1_0 => crate::formats::tq1_0::BLOCK_BYTES,
+            WeightFormat::Tq2_0 => crate::formats::tq2_0::BLOCK_BYTES,
+            WeightFormat::I2S => crate::formats::i2_s::BLOCK_BYTES,
         }
     }
 
@@ -53,6 +75,22 @@ impl WeightFormat {
     /// [`block_len`](Self::block_len) (a partial block is not counted).
     pub fn row_bytes(self, cols: usize) -> usize {
         cols / self.block_len() * self.block_bytes()
+    }
+
+    /// Bytes of a whole `rows × cols` tensor as stored in GGUF: `rows · row_bytes(cols)`,
+    /// plus the 32-byte tail holding the scale for I2_S: what [`crate::QMatrix::new`]
+    /// accepts. Saturates at `usize::MAX` for shapes too large to address.
+    pub fn tensor_bytes(self, rows: usize, cols: usize) -> usize {
+        let body = rows.saturating_mul(self.row_bytes(cols));
+        match self {
+            WeightFormat::I2S => body.saturating_add(crate::formats::i2_s::TAIL_BYTES),
+            _ => body,
+        }
+    }
+
+    /// Whether the values are ternary (`{−1, 0, 1}` times a scale).
+    pub fn is_ternary(self) -> bool {
+        Self::TERNARY.contains(&self)
     }
 
     /// The `ggml_type` id of this format in GGUF files.
@@ -64,6 +102,10 @@ impl WeightFormat {
             WeightFormat::Q4_1 => 3,
             WeightFormat::Q8_0 => 8,
             WeightFormat::BF16 => 30,
+            WeightFormat::Tq1_0 => 34,
+            WeightFormat::Tq2_0 => 35,
+            // bitnet.cpp's ggml fork; upstream ggml has no I2_S.
+            WeightFormat::I2S => 36,
         }
     }
 

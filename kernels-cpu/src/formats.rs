@@ -1,4 +1,4 @@
-//! The ggml block formats: block types, quantize and dequantize matching ggml's
+//! The ggml block formats (and bitnet.cpp's I2_S): block types, quantize and dequantize matching ggml's
 //! `quantize_row_*_ref` and gguf-py's `gguf/quants.py` byte for byte, and the scalar
 //! reference dot product of each format against prepared activations.
 //!
@@ -6,9 +6,12 @@
 //! written for clarity (exact integer block sums, then one f32 multiply-add per block).
 
 pub mod float;
+pub mod i2_s;
 pub mod q4_0;
 pub mod q4_1;
 pub mod q8_0;
+pub mod tq1_0;
+pub mod tq2_0;
 
 /// `roundf` (round half away from zero) of `v` as an integer, exact for `|v| < 2^31`.
 ///

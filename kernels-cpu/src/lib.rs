@@ -5,7 +5,8 @@
 //!
 //! What it does:
 //! - [`matmul()`] / [`matmul_many`]: `y = W · x` for a batch of activation rows, with weights
-//!   in F32, F16, BF16, Q8_0, Q4_0 or Q4_1 ([`WeightFormat`]). Every weight byte is read
+//!   in F32, F16, BF16, Q8_0, Q4_0, Q4_1 or the ternary TQ1_0, TQ2_0 and I2_S
+//!   ([`WeightFormat`]). Every weight byte is read
 //!   from memory once per call whatever the batch, so verifying K draft tokens costs far
 //!   less than K single-token passes.
 //! - Activations are converted once per call ([`Activations`]): integer blocks for the
@@ -19,7 +20,10 @@
 //!   and AVX-512 VNNI on x86_64, NEON (with and without `dotprod`) on aarch64, chosen at
 //!   run time ([`active_path`], `SHARD_KERNELS`), never by `target-cpu=native`.
 //! - Quantize / dequantize for every format, byte-identical to ggml's `quantize_row_*_ref`
-//!   and gguf-py's `quants.py` (tests check it against gguf-py).
+//!   and gguf-py's `quants.py` (tests check it against gguf-py), and bitnet.cpp's
+//!   `quantize_i2_s` for I2_S.
+//! - [`QMatrix::validate`]: a load-time scan for bytes a format cannot hold (ternary code
+//!   3, NaN or infinite block scales).
 //!
 //! How it is fast (details in the `arch` modules): activations are quantized once per
 //! call into a transposed layout, so one SIMD integer dot product serves 8 (x86) or 4
@@ -33,8 +37,7 @@
 //! - no attention, normalization, RoPE, softmax or sampling (the engine owns the graph);
 //! - no thread pool of its own: work runs on the caller's rayon pool (`pool.install`);
 //! - no file I/O and no weight repacking: a [`QMatrix`] borrows the GGUF bytes as they are;
-//! - no K-quants or ternary formats yet (TQ1_0, TQ2_0, I2_S are planned), no wasm simd128
-//!   path yet (wasm builds use the scalar path);
+//! - no K-quants, no wasm simd128 path yet (wasm builds use the scalar path);
 //! - outputs are deterministic for a given path and independent of the thread count, but
 //!   differ between paths by float rounding (see `tests/conformance.rs` for the bound).
 
@@ -47,6 +50,7 @@ pub mod formats;
 mod matmul;
 mod matrix;
 mod reference;
+mod validate;
 
 pub use activations::{Activations, Precision, Q16_MAX, QBlock, QRow};
 pub use dispatch::{

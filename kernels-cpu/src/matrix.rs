@@ -6,6 +6,10 @@ use crate::{KernelError, WeightFormat, formats};
 ///
 /// `rows` are output features and `cols` input features (ggml `ne[1]`, `ne[0]`). Row `r`
 /// is the bytes `r * row_bytes .. (r + 1) * row_bytes`. The bytes need no alignment.
+///
+/// I2_S tensors end with a 32-byte tail holding the per-tensor f32 scale: [`Self::new`]
+/// takes the whole tensor ([`WeightFormat::tensor_bytes`]), reads the scale
+/// ([`Self::tensor_scale`]), and [`Self::data`] is the rows without the tail.
 #[derive(Clone, Copy)]
 pub struct QMatrix<'a> {
     format: WeightFormat,
@@ -13,6 +17,8 @@ pub struct QMatrix<'a> {
     cols: usize,
     row_bytes: usize,
     data: &'a [u8],
+    /// I2_S's per-tensor scale; 1 for the other formats.
+    scale: f32,
 }
 
 impl std::fmt::Debug for QMatrix<'_> {
@@ -28,7 +34,13 @@ impl std::fmt::Debug for QMatrix<'_> {
 
 impl<'a> QMatrix<'a> {
     /// Wraps `data`, checking that `cols` is a multiple of the block length and that
-    /// `data` holds exactly `rows × row_bytes(cols)` bytes.
+    /// `data` holds exactly [`WeightFormat::tensor_bytes`]`(rows, cols)` bytes
+    /// (`rows × row_bytes(cols)`, plus the scale tail for I2_S, whose scale must be
+    /// finite). Cheap: the values are not looked at; [`Self::validate`] scans them.
+    ///
+    /// # Errors
+    /// [`KernelError::ColsNotBlockMultiple`], [`KernelError::TooLarge`],
+    /// [`KernelError::DataSize`], and for I2_S [`KernelError::NonFiniteTensorScale`].
     pub fn new(
         format: WeightFormat,
         rows: usize,
@@ -44,10 +56,18 @@ impl<'a> QMatrix<'a> {
             });
         }
         let row_bytes = format.row_bytes(cols);
-        let expected =
-            rows.checked_mul(row_bytes)
-                .ok_or(KernelError::TooLarge { format, rows, cols })?;
-        if data.len() != expected {
+        let body = rows
+            .checked_mul(row_bytes)
+            .filter(|b| b.checked_add(formats::i2_s::TAIL_BYTES).is_some())
+            .ok_or(KernelError::TooLarge { format, rows, cols })?;
+        let mut scale = 1.0;
+        let mut data = data;
+        if format == WeightFormat::I2S {
+            scale = formats::i2_s::tensor_scale(data, rows, cols)?;
+            data = &data[..body];
+        }
+        let expected = format.tensor_bytes(rows, cols);
+        if format != WeightFormat::I2S && data.len() != expected {
             return Err(KernelError::DataSize {
                 format,
                 rows,
@@ -62,7 +82,32 @@ impl<'a> QMatrix<'a> {
             cols,
             row_bytes,
             data,
+            scale,
         })
+    }
+
+    /// I2_S's per-tensor scale (`None` for the other formats).
+    pub fn tensor_scale(&self) -> Option<f32> {
+        (self.format == WeightFormat::I2S).then_some(self.scale)
+    }
+
+    /// The per-tensor weight scale the kernels apply: I2_S's scale, 1 otherwise.
+    pub(crate) fn scale(&self) -> f32 {
+        self.scale
+    }
+
+    /// Scans every byte for values the format cannot hold: a 2-bit code 3 (TQ2_0, I2_S)
+    /// and NaN or infinite f16 block scales (Q8_0, Q4_0, Q4_1, TQ1_0, TQ2_0). Float
+    /// formats and TQ1_0's codes (every byte is valid) have nothing to check.
+    ///
+    /// Meant for load time, separate from [`Self::new`] because it reads every byte:
+    /// word-at-a-time, parallel over rows on the current rayon pool (several GB/s).
+    ///
+    /// # Errors
+    /// The first problem found: [`KernelError::InvalidTernaryCode`] or
+    /// [`KernelError::NonFiniteScale`], naming the row (the lowest one with a problem).
+    pub fn validate(&self) -> Result<(), KernelError> {
+        crate::validate::validate(self)
     }
 
     /// Output features.
@@ -80,7 +125,7 @@ impl<'a> QMatrix<'a> {
         self.format
     }
 
-    /// All the bytes, row after row.
+    /// All the bytes, row after row (without I2_S's tail).
     pub fn data(&self) -> &'a [u8] {
         self.data
     }
@@ -112,6 +157,9 @@ impl<'a> QMatrix<'a> {
             WeightFormat::Q8_0 => formats::q8_0::dequantize_row_bytes(bytes, out),
             WeightFormat::Q4_0 => formats::q4_0::dequantize_row_bytes(bytes, out),
             WeightFormat::Q4_1 => formats::q4_1::dequantize_row_bytes(bytes, out),
+            WeightFormat::Tq1_0 => formats::tq1_0::dequantize_row(bytes, out),
+            WeightFormat::Tq2_0 => formats::tq2_0::dequantize_row(bytes, out),
+            WeightFormat::I2S => formats::i2_s::dequantize_row(bytes, self.scale, out),
         }
     }
 }

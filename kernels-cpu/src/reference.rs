@@ -5,7 +5,7 @@ use crate::{
     QMatrix, WeightFormat,
     activations::{Activations, QRow, quantize_row},
     dispatch::{KernelPath, Kernels},
-    formats::{float, q4_0, q4_1, q8_0},
+    formats::{float, i2_s, q4_0, q4_1, q8_0, tq1_0, tq2_0},
 };
 
 pub(crate) static KERNELS: Kernels = Kernels {
@@ -18,6 +18,9 @@ pub(crate) static KERNELS: Kernels = Kernels {
     q8_0: rows_q8_0,
     q4_0: rows_q4_0,
     q4_1: rows_q4_1,
+    tq1_0: rows_tq1_0,
+    tq2_0: rows_tq2_0,
+    i2_s: rows_i2_s,
 };
 
 fn rows_q8(
@@ -78,4 +81,25 @@ pub(crate) fn rows_f16(w: &QMatrix<'_>, row0: usize, x: &Activations, out: &mut 
 pub(crate) fn rows_bf16(w: &QMatrix<'_>, row0: usize, x: &Activations, out: &mut [&mut [f32]]) {
     debug_assert_eq!(w.format(), WeightFormat::BF16);
     rows_float(float::vec_dot_bf16, w, row0, x, out);
+}
+
+pub(crate) fn rows_tq1_0(w: &QMatrix<'_>, row0: usize, x: &Activations, out: &mut [&mut [f32]]) {
+    debug_assert_eq!(w.format(), WeightFormat::Tq1_0);
+    rows_q8(tq1_0::vec_dot, w, row0, x, out);
+}
+
+pub(crate) fn rows_tq2_0(w: &QMatrix<'_>, row0: usize, x: &Activations, out: &mut [&mut [f32]]) {
+    debug_assert_eq!(w.format(), WeightFormat::Tq2_0);
+    rows_q8(tq2_0::vec_dot, w, row0, x, out);
+}
+
+pub(crate) fn rows_i2_s(w: &QMatrix<'_>, row0: usize, x: &Activations, out: &mut [&mut [f32]]) {
+    debug_assert_eq!(w.format(), WeightFormat::I2S);
+    let scale = w.scale();
+    for (b, o) in out.iter_mut().enumerate() {
+        let a = x.quantized_row(b).expect("checked: quantized activations");
+        for (i, y) in o.iter_mut().enumerate() {
+            *y = i2_s::vec_dot(w.row_data(row0 + i), scale, a);
+        }
+    }
 }

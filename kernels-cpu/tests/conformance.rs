@@ -85,10 +85,13 @@ impl Case<'_> {
 }
 
 fn cols_for(f: WeightFormat) -> &'static [usize] {
-    if f.is_quantized() {
-        &[32, 64, 96, 160, 256, 288, 576, 1536, 2336]
-    } else {
-        &[1, 7, 8, 9, 33, 64, 576]
+    match f.block_len() {
+        // TQ1_0, TQ2_0: 1, 2, 3 and 9 octets; 10 (column blocks of 8, then 2).
+        256 => &[256, 512, 768, 2304, 2560],
+        // I2_S: half octets (tail pairs) and whole ones, around the column blocks.
+        128 => &[128, 256, 384, 640, 2176, 2432],
+        32 => &[32, 64, 96, 160, 256, 288, 576, 1536, 2336],
+        _ => &[1, 7, 8, 9, 33, 64, 576],
     }
 }
 
@@ -223,10 +226,13 @@ fn edge_cases_match_scalar() {
     let mut rng = rng(5);
     let (rows, cols, batch) = (6, 96, 5);
     for f in WeightFormat::ALL {
+        let cols = fit_cols(f, cols);
         let mut w = raw_weights(&mut rng, f, rows, cols);
         let bb = f.block_bytes();
-        let nblk = w.len() / bb;
-        for (i, blk) in w.chunks_exact_mut(bb).enumerate() {
+        let body = f.row_bytes(cols) * rows;
+        let nblk = body / bb;
+        let d_at = bb.saturating_sub(2);
+        for (i, blk) in w[..body].chunks_exact_mut(bb).enumerate() {
             match (f, i % 4) {
                 // A zero scale (and for Q4_1 a zero minimum too).
                 (WeightFormat::Q8_0 | WeightFormat::Q4_0 | WeightFormat::Q4_1, 0) => {
@@ -247,6 +253,17 @@ fn edge_cases_match_scalar() {
                     let qs = if f == WeightFormat::Q4_0 { 2 } else { 4 };
                     blk[qs..].fill(0x00);
                 }
+                // Ternary: a zero scale; all +1 (and TQ1_0's largest byte) with the
+                // largest f16 scale; all −1; all code 3 (invalid, still computed alike).
+                (WeightFormat::Tq1_0 | WeightFormat::Tq2_0, 0) => blk[d_at..].fill(0),
+                (WeightFormat::Tq1_0 | WeightFormat::Tq2_0, 1) => {
+                    blk[d_at..].copy_from_slice(&half::f16::MAX.to_le_bytes());
+                    blk[..d_at].fill(if f == WeightFormat::Tq2_0 { 0xaa } else { 0xff });
+                }
+                (WeightFormat::Tq1_0 | WeightFormat::Tq2_0, 2) => blk[..d_at].fill(0),
+                (WeightFormat::Tq2_0 | WeightFormat::I2S, 3) => blk[..d_at.max(32)].fill(0xff),
+                (WeightFormat::I2S, 1) => blk.fill(0xaa),
+                (WeightFormat::I2S, 2) => blk.fill(0x00),
                 _ => {}
             }
         }
@@ -296,6 +313,7 @@ fn matmul_equals_row_by_row_matvec_exactly() {
         // 288 columns: one octet and half a pair; 2336: column blocks of octets, then a
         // block of tail.
         for (rows, cols) in [(37, if f.is_quantized() { 288 } else { 75 }), (9, 2336)] {
+            let cols = fit_cols(f, cols);
             let w = raw_weights(&mut rng, f, rows, cols);
             for (batch, precision) in [2, 3, 4, 5, 8, 17]
                 .into_iter()
@@ -336,8 +354,8 @@ fn matmul_equals_row_by_row_matvec_exactly() {
 #[test]
 fn matmul_many_equals_separate_matmuls_exactly() {
     let mut rng = rng(7);
-    let cols = 576;
     for f in WeightFormat::ALL {
+        let cols = fit_cols(f, 576);
         let shapes = [576usize, 192, 192, 3, 64];
         let ws: Vec<Vec<u8>> = shapes
             .iter()
@@ -391,7 +409,11 @@ fn results_are_identical_for_1_2_and_3_threads() {
                 .into_iter()
                 .enumerate()
         {
-            let cols = if f.is_quantized() { cols } else { cols + 3 };
+            let cols = if f.is_quantized() {
+                fit_cols(f, cols)
+            } else {
+                cols + 3
+            };
             let w = raw_weights(&mut rng, f, rows, cols);
             let x = activations(&mut rng, batch * cols);
             let m = QMatrix::new(f, rows, cols, &w).unwrap();
@@ -426,7 +448,7 @@ fn quantization_error_is_within_llama_cpp_bounds() {
     };
     let (x1, x2) = (data(0.0), data(1.0));
     let exact: f64 = x1.iter().zip(&x2).map(|(a, b)| f64::from(a * b)).sum();
-    for f in WeightFormat::ALL {
+    for f in WeightFormat::ALL.into_iter().filter(|f| !f.is_ternary()) {
         let w = quantize(f, &x1);
         let m = QMatrix::new(f, 1, n, &w).unwrap();
         let mut back = vec![0.0; n];
@@ -453,7 +475,8 @@ fn quantization_error_is_within_llama_cpp_bounds() {
 fn dequantize_row_matches_the_block_types() {
     let mut rng = rng(9);
     let x: Vec<f32> = (0..3 * 64).map(|_| rng.random_range(-4.0..4.0)).collect();
-    for f in WeightFormat::ALL {
+    // The ternary block types are checked in tests/ternary.rs.
+    for f in WeightFormat::ALL.into_iter().filter(|f| !f.is_ternary()) {
         let w = quantize(f, &x);
         let m = QMatrix::new(f, 3, 64, &w).unwrap();
         let mut row = vec![0.0; 64];
@@ -489,6 +512,7 @@ fn dequantize_row_matches_the_block_types() {
                 .iter()
                 .map(|&v| half::bf16::from_f32(v).to_f32())
                 .collect(),
+            WeightFormat::Tq1_0 | WeightFormat::Tq2_0 | WeightFormat::I2S => unreachable!(),
         };
         assert_eq!(row, want, "{f:?}");
     }
@@ -577,7 +601,8 @@ fn empty_shapes_are_fine_on_every_path() {
     for f in WeightFormat::ALL {
         for k in tables() {
             for (rows, cols, batch) in [(0, 64, 3), (5, 0, 2), (4, 32, 0), (0, 0, 0)] {
-                let w = vec![0u8; f.row_bytes(cols) * rows];
+                let cols = fit_cols(f, cols);
+                let w = vec![0u8; f.tensor_bytes(rows, cols)];
                 let m = QMatrix::new(f, rows, cols, &w).unwrap();
                 let mut a = Activations::new();
                 a.prepare_with(k, f, &vec![1.0; batch * cols], batch, cols);

@@ -1,5 +1,5 @@
 //! Quantize and dequantize parity with gguf-py (`gguf.quants`, llama.cpp's own Python
-//! package), byte for byte, for Q8_0, Q4_0, Q4_1, BF16 and F16.
+//! package), byte for byte, for Q8_0, Q4_0, Q4_1, BF16, F16, TQ1_0 and TQ2_0.
 //!
 //! Needs the project's Python venv: `SHARD_PYTHON` or `~/.cache/shard/venv/bin/python`
 //! with `gguf` and `numpy`. A missing interpreter FAILS the test (run `cargo xtask setup`).
@@ -28,7 +28,7 @@ from gguf.quants import quantize, dequantize
 rows, cols = int(sys.argv[1]), int(sys.argv[2])
 x = np.frombuffer(sys.stdin.buffer.read(), dtype="<f4").reshape(rows, cols)
 out = sys.stdout.buffer
-for t in (T.Q8_0, T.Q4_0, T.Q4_1, T.BF16, T.F16):
+for t in (T.Q8_0, T.Q4_0, T.Q4_1, T.BF16, T.F16, T.TQ1_0, T.TQ2_0):
     q = np.ascontiguousarray(quantize(x, t))
     out.write(q.tobytes())
     out.write(np.ascontiguousarray(dequantize(q, t), dtype="<f4").tobytes())
@@ -87,7 +87,8 @@ fn data(rows: usize, cols: usize) -> Vec<f32> {
 
 #[test]
 fn quantize_and_dequantize_match_gguf_py_byte_for_byte() {
-    let (rows, cols) = (48, 576);
+    // 768 columns: whole blocks of every format (32 and 256 values).
+    let (rows, cols) = (48, 768);
     let x = data(rows, cols);
     let py = python();
     let mut child = Command::new(&py)
@@ -119,6 +120,8 @@ fn quantize_and_dequantize_match_gguf_py_byte_for_byte() {
         WeightFormat::Q4_1,
         WeightFormat::BF16,
         WeightFormat::F16,
+        WeightFormat::Tq1_0,
+        WeightFormat::Tq2_0,
     ] {
         let n = f.row_bytes(cols) * rows;
         let (want_q, tail) = rest.split_at(n);

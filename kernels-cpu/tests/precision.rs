@@ -104,7 +104,15 @@ fn int16_activations_are_far_more_accurate_than_int8() {
 fn int16_paths_match_scalar_and_ignore_the_batch() {
     let mut rng = rng(42);
     for f in WeightFormat::ALL {
-        let (rows, cols, batch) = (37, if f.is_quantized() { 288 } else { 33 }, 6);
+        let (rows, cols, batch) = (
+            37,
+            if f.is_quantized() {
+                fit_cols(f, 288)
+            } else {
+                33
+            },
+            6,
+        );
         let w = raw_weights(&mut rng, f, rows, cols);
         let x = activations(&mut rng, batch * cols);
         let want = run(

@@ -12,6 +12,15 @@ pub(crate) fn weights(format: WeightFormat, rows: usize, cols: usize) -> Vec<u8>
     let x: Vec<f32> = (0..rows * cols)
         .map(|_| rng.random_range(-1.0f32..1.0))
         .collect();
+    if format.is_ternary() {
+        // BitNet-like: about half zeros.
+        let t: Vec<f32> = x.iter().map(|v| (v * 1.5).round() * 0.5).collect();
+        return match format {
+            WeightFormat::I2S => formats::i2_s::quantize_tensor(&t, rows, cols),
+            WeightFormat::Tq1_0 => formats::tq1_0::quantize_row_bytes(&t),
+            _ => formats::tq2_0::quantize_row_bytes(&t),
+        };
+    }
     let mut out = vec![0u8; format.row_bytes(cols) * rows];
     match format {
         WeightFormat::F32 => formats::float::quantize_row_f32(&x, &mut out),
@@ -20,6 +29,7 @@ pub(crate) fn weights(format: WeightFormat, rows: usize, cols: usize) -> Vec<u8>
         WeightFormat::Q8_0 => formats::q8_0::quantize_row_bytes(&x, &mut out),
         WeightFormat::Q4_0 => formats::q4_0::quantize_row_bytes(&x, &mut out),
         WeightFormat::Q4_1 => formats::q4_1::quantize_row_bytes(&x, &mut out),
+        WeightFormat::Tq1_0 | WeightFormat::Tq2_0 | WeightFormat::I2S => unreachable!(),
     }
     out
 }

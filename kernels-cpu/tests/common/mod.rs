@@ -5,13 +5,22 @@
 
 use half::{bf16, f16};
 use kernels_cpu::{
-    Activations, KernelPath, Kernels, WeightFormat,
-    formats::{float, q4_0, q4_1, q8_0},
+    Activations, KernelPath, Kernels, QMatrix, WeightFormat,
+    formats::{float, i2_s, q4_0, q4_1, q8_0, tq1_0, tq2_0},
 };
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
 pub(crate) const QUANTIZED: [WeightFormat; 3] =
     [WeightFormat::Q8_0, WeightFormat::Q4_0, WeightFormat::Q4_1];
+
+/// The ternary formats.
+pub(crate) const TERNARY: [WeightFormat; 3] = WeightFormat::TERNARY;
+
+/// `cols` rounded up to a whole number of `f`'s blocks (so one list of shapes serves
+/// every format: 288 columns are 512 for TQ2_0 and 384 for I2_S).
+pub(crate) fn fit_cols(f: WeightFormat, cols: usize) -> usize {
+    cols.next_multiple_of(f.block_len())
+}
 
 pub(crate) fn rng(seed: u64) -> StdRng {
     StdRng::seed_from_u64(seed)
@@ -64,7 +73,7 @@ pub(crate) fn raw_weights(
     cols: usize,
 ) -> Vec<u8> {
     let n = rows * cols;
-    let mut out = vec![0u8; format.row_bytes(cols) * rows];
+    let mut out = vec![0u8; format.tensor_bytes(rows, cols)];
     let scale = |rng: &mut StdRng| f16::from_f32(rng.random_range(-2.0f32..2.0)).to_le_bytes();
     match format {
         WeightFormat::F32 => {
@@ -90,12 +99,64 @@ pub(crate) fn raw_weights(
                 }
             }
         }
+        // Every code, 3 included: the kernels must agree on bytes `validate` rejects too.
+        WeightFormat::Tq1_0 | WeightFormat::Tq2_0 => {
+            rng.fill(&mut out[..]);
+            let at = format.block_bytes() - 2;
+            for blk in out.chunks_exact_mut(format.block_bytes()) {
+                blk[at..].copy_from_slice(&scale(rng));
+            }
+        }
+        WeightFormat::I2S => {
+            rng.fill(&mut out[..]);
+            let at = n / 4;
+            let s = rng.random_range(-2.0f32..2.0);
+            out[at..].fill(0);
+            out[at..at + 4].copy_from_slice(&s.to_le_bytes());
+        }
     }
     out
 }
 
+/// Random ternary weights with valid codes only (what `validate` accepts), with block
+/// scales in ±2 (or a tensor scale for I2_S).
+pub(crate) fn ternary_weights(
+    rng: &mut StdRng,
+    format: WeightFormat,
+    rows: usize,
+    cols: usize,
+) -> Vec<u8> {
+    let x: Vec<f32> = (0..rows * cols)
+        .map(|_| f32::from(rng.random_range(-1i8..=1)) * rng.random_range(0.5f32..2.0))
+        .collect();
+    quantize_matrix(format, &x, rows, cols)
+}
+
+/// A `rows × cols` matrix quantized with the crate's quantizers (per row, or per tensor
+/// for I2_S).
+pub(crate) fn quantize_matrix(
+    format: WeightFormat,
+    x: &[f32],
+    rows: usize,
+    cols: usize,
+) -> Vec<u8> {
+    if format == WeightFormat::I2S {
+        return i2_s::quantize_tensor(x, rows, cols);
+    }
+    x.chunks(cols.max(1))
+        .take(rows)
+        .flat_map(|r| quantize(format, r))
+        .collect()
+}
+
 /// `x` quantized into `format`'s bytes with the crate's quantizers.
 pub(crate) fn quantize(format: WeightFormat, x: &[f32]) -> Vec<u8> {
+    match format {
+        WeightFormat::Tq1_0 => return tq1_0::quantize_row_bytes(x),
+        WeightFormat::Tq2_0 => return tq2_0::quantize_row_bytes(x),
+        WeightFormat::I2S => return i2_s::quantize_tensor(x, 1, x.len()),
+        _ => {}
+    }
     let mut out = vec![0u8; format.row_bytes(x.len())];
     match format {
         WeightFormat::F32 => float::quantize_row_f32(x, &mut out),
@@ -104,6 +165,7 @@ pub(crate) fn quantize(format: WeightFormat, x: &[f32]) -> Vec<u8> {
         WeightFormat::Q8_0 => q8_0::quantize_row_bytes(x, &mut out),
         WeightFormat::Q4_0 => q4_0::quantize_row_bytes(x, &mut out),
         WeightFormat::Q4_1 => q4_1::quantize_row_bytes(x, &mut out),
+        WeightFormat::Tq1_0 | WeightFormat::Tq2_0 | WeightFormat::I2S => unreachable!(),
     }
     out
 }
@@ -111,6 +173,17 @@ pub(crate) fn quantize(format: WeightFormat, x: &[f32]) -> Vec<u8> {
 /// Per-value magnitudes of the weights: the sum of the magnitudes of the terms a kernel
 /// adds up for each value (`|d|·q + |m|` for Q4_1, `|d|·|q − 8|` for Q4_0, ...).
 pub(crate) fn weight_magnitudes(format: WeightFormat, bytes: &[u8], cols: usize) -> Vec<f32> {
+    if format.is_ternary() {
+        // |d·(c − 1)|: the dequantized values.
+        let tail = format.tensor_bytes(0, cols);
+        let rows = (bytes.len() - tail) / format.row_bytes(cols).max(1);
+        let m = QMatrix::new(format, rows, cols, bytes).unwrap();
+        let mut out = vec![0.0f32; rows * cols];
+        for (r, o) in out.chunks_exact_mut(cols.max(1)).enumerate() {
+            m.dequantize_row(r, o);
+        }
+        return out.iter().map(|v| v.abs()).collect();
+    }
     let rows = bytes.len() / format.row_bytes(cols).max(1);
     let mut out = vec![0.0f32; rows * cols];
     let blocks = bytes.chunks_exact(format.block_bytes());
@@ -138,6 +211,7 @@ pub(crate) fn weight_magnitudes(format: WeightFormat, bytes: &[u8], cols: usize)
                     *o = blk.d.to_f32().abs() * f32::from(blk.nibble(i)) + blk.m.to_f32().abs();
                 }
             }
+            WeightFormat::Tq1_0 | WeightFormat::Tq2_0 | WeightFormat::I2S => unreachable!(),
         }
     }
     out

@@ -47,6 +47,9 @@ static KERNELS: Kernels = Kernels {
     q8_0: q8_0::rows_q8_0,
     q4_0: q4::rows_q4_0,
     q4_1: q4::rows_q4_1,
+    tq1_0: crate::reference::rows_tq1_0,
+    tq2_0: crate::reference::rows_tq2_0,
+    i2_s: crate::reference::rows_i2_s,
 };
 
 /// Whether this CPU has every feature the functions of this module are compiled for.
