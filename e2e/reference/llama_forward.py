@@ -5,7 +5,7 @@ with `gguf.quants.dequantize`, and runs the transformer in float64 numpy:
 - `llama` as llama.cpp's llama graph does (RMSNorm, NORM-style RoPE on
   adjacent pairs, GQA causal attention, SwiGLU, tied or separate output head);
 - `bitnet`, `bitnet-b1.58`, `bitnet-25` as described in
-  ../shared/notes/bitnet.md §3: NEOX RoPE, RMSNorm of the attention output
+  docs/bitnet.md §2: NEOX RoPE, RMSNorm of the attention output
   (`attn_sub_norm`) before `attn_output`, relu² gate for bitnet-b1.58/25
   (SiLU for `bitnet` unless `bitnet.hidden_activation` says relu2), RMSNorm
   of the gated product (`ffn_sub_norm`) before `ffn_down`, and optional
@@ -14,7 +14,7 @@ with `gguf.quants.dequantize`, and runs the transformer in float64 numpy:
 Usage: llama_forward.py MODEL [--q8-activations] < sequences.json
 
 --q8-activations rounds the input of every matmul with a quantized weight
-(Q4_0, Q4_1, Q8_0) to int8 blocks of 32 with scale max|x|/127, as llama.cpp's
+(Q4_0, Q4_1, Q8_0, TQ1_0, TQ2_0) to int8 blocks of 32 with scale max|x|/127, as llama.cpp's
 CPU backend (and ours) does, to separate that rounding from other differences.
 stdin: a JSON list of sequences, each a list of token ids.
 stdout: float32 little-endian logits of every position of every sequence, in
@@ -44,7 +44,8 @@ def main():
     arch = field(r, "general.architecture")
     assert arch in ("llama", "bitnet", "bitnet-b1.58", "bitnet-25"), f"unsupported architecture {arch}"
     bitnet = arch != "llama"
-    relu2 = arch in ("bitnet-b1.58", "bitnet-25") or field(r, f"{arch}.hidden_activation") in ("relu2", "relu_sqr")
+    act = field(r, f"{arch}.hidden_activation")
+    relu2 = act in ("relu2", "relu_sqr") or (act is None and arch in ("bitnet-b1.58", "bitnet-25"))
     n_layer = field(r, f"{arch}.block_count")
     n_embd = field(r, f"{arch}.embedding_length")
     n_head = field(r, f"{arch}.attention.head_count")
@@ -65,7 +66,7 @@ def main():
             cache[name] = dequantize(t.data, t.tensor_type).astype(np.float64)
         return cache[name]
 
-    quantized = {"Q4_0", "Q4_1", "Q8_0"}
+    quantized = {"Q4_0", "Q4_1", "Q8_0", "TQ1_0", "TQ2_0"}
 
     def q8(x):
         rows = x.reshape(-1, 32)

@@ -6,6 +6,7 @@
 //! `tokenizers`, `sentencepiece`). When something is missing they fail with
 //! the command that provides it; they never skip silently.
 
+pub mod reference_check;
 pub mod server;
 pub mod tiny;
 
@@ -47,9 +48,7 @@ pub fn crate_dir() -> PathBuf {
 
 /// Path of a file under `e2e/reference/`.
 pub fn reference_script(name: &str) -> PathBuf {
-    crate_dir()
-        .join("reference")
-        .join(name)
+    crate_dir().join("reference").join(name)
 }
 
 /// Runs a reference script with the venv's Python and returns its stdout.
@@ -146,7 +145,10 @@ pub fn titan(args: &[&str]) -> Result<TitanRun> {
 /// the kernels' reference quantizers.
 pub fn quantize(format: kernels_cpu::WeightFormat, values: &[f32], cols: usize) -> Vec<u8> {
     use kernels_cpu::WeightFormat as F;
-    use kernels_cpu::formats::{float, q4_0, q4_1, q8_0};
+    use kernels_cpu::formats::{float, i2_s, q4_0, q4_1, q8_0, tq1_0, tq2_0};
+    if format == F::I2S {
+        return i2_s::quantize_tensor(values, values.len() / cols, cols);
+    }
     let row_bytes = format.row_bytes(cols);
     let mut out = vec![0u8; values.len() / cols * row_bytes];
     for (x, o) in values
@@ -160,6 +162,9 @@ pub fn quantize(format: kernels_cpu::WeightFormat, values: &[f32], cols: usize) 
             F::Q8_0 => q8_0::quantize_row_bytes(x, o),
             F::Q4_0 => q4_0::quantize_row_bytes(x, o),
             F::Q4_1 => q4_1::quantize_row_bytes(x, o),
+            F::Tq1_0 => o.copy_from_slice(&tq1_0::quantize_row_bytes(x)),
+            F::Tq2_0 => o.copy_from_slice(&tq2_0::quantize_row_bytes(x)),
+            F::I2S => unreachable!("returned above"),
         }
     }
     out

@@ -57,6 +57,9 @@ fn ggml_type(f: WeightFormat) -> GgmlType {
         WeightFormat::Q8_0 => GgmlType::Q8_0,
         WeightFormat::Q4_0 => GgmlType::Q4_0,
         WeightFormat::Q4_1 => GgmlType::Q4_1,
+        WeightFormat::Tq1_0 => GgmlType::TQ1_0,
+        WeightFormat::Tq2_0 => GgmlType::TQ2_0,
+        WeightFormat::I2S => GgmlType::I2_S,
     }
 }
 

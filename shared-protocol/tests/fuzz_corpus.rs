@@ -6,7 +6,8 @@ use std::path::PathBuf;
 fn gguf_fuzz_corpus_replays_without_panics() {
     let dir = std::env::var_os("CARGO_MANIFEST_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR"))).join("fuzz/corpus/gguf_parse");
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+        .join("fuzz/corpus/gguf_parse");
     let mut n = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();

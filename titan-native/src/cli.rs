@@ -35,6 +35,8 @@ pub enum Command {
     Bench(BenchArgs),
     /// Serve the OpenAI-compatible HTTP API.
     Serve(ServeArgs),
+    /// Write a BitNet b1.58 GGUF with seeded random ternary weights (for tests and speed).
+    GenBitnet(GenBitnetArgs),
 }
 
 #[derive(Args, Debug)]
@@ -49,6 +51,28 @@ pub struct ModelArgs {
     /// model's answers; int8 (llama.cpp's choice) is faster on batches.
     #[arg(long, default_value = "int16", value_parser = parse_precision)]
     pub activations: kernels_cpu::Precision,
+    /// Re-encode the output head at load (q8_0, q4_0, q4_1, f16, bf16, f32): fewer
+    /// bytes per token when the file stores it wide (e.g. a tied F16 embedding), at a
+    /// small change in the logits. Default: as stored.
+    #[arg(long, value_parser = parse_head_format)]
+    pub output_head: Option<kernels_cpu::WeightFormat>,
+}
+
+fn parse_head_format(s: &str) -> Result<kernels_cpu::WeightFormat, String> {
+    use kernels_cpu::WeightFormat as F;
+    Ok(match s.to_ascii_lowercase().as_str() {
+        "f32" => F::F32,
+        "f16" => F::F16,
+        "bf16" => F::BF16,
+        "q8_0" => F::Q8_0,
+        "q4_0" => F::Q4_0,
+        "q4_1" => F::Q4_1,
+        _ => {
+            return Err(format!(
+                "{s:?} is not one of q8_0, q4_0, q4_1, f16, bf16, f32"
+            ));
+        }
+    })
 }
 
 fn parse_precision(s: &str) -> Result<kernels_cpu::Precision, String> {
@@ -195,5 +219,58 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Perplexity(a) => commands::perplexity::run(a),
         Command::Bench(a) => commands::bench::run(a),
         Command::Serve(a) => commands::serve::run(a),
+        Command::GenBitnet(a) => commands::gen_bitnet::run(a),
     }
+}
+
+/// Shapes `titan gen-bitnet` writes.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BitnetShape {
+    /// 2 layers, hidden 256: small enough for the default test run.
+    Tiny,
+    /// BitNet b1.58 2B4T's shapes: hidden 2560, 30 layers, 20 heads, 5 KV heads, FFN 6912.
+    #[value(name = "2b4t")]
+    B2b4t,
+}
+
+impl BitnetShape {
+    pub fn name(self) -> &'static str {
+        match self {
+            BitnetShape::Tiny => "tiny",
+            BitnetShape::B2b4t => "2b4t",
+        }
+    }
+}
+
+/// Ternary tensor types `titan gen-bitnet` writes.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TernaryType {
+    /// llama.cpp's 2-bit ternary blocks (ggml type 35).
+    #[value(name = "tq2_0")]
+    Tq2_0,
+    /// llama.cpp's base-3 ternary blocks, 1.69 bits per weight (ggml type 34).
+    #[value(name = "tq1_0")]
+    Tq1_0,
+    /// bitnet.cpp's 2-bit codes with one f32 scale per tensor (ggml type 36).
+    #[value(name = "i2_s")]
+    I2S,
+}
+
+#[derive(Args, Debug)]
+pub struct GenBitnetArgs {
+    #[arg(long, value_enum, default_value = "tiny")]
+    pub shape: BitnetShape,
+    #[arg(long = "type", value_enum, default_value = "tq2_0")]
+    pub ty: TernaryType,
+    /// Seed of the weights: the same seed writes the same ternary values in every type.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// `general.architecture`: bitnet-b1.58 (bitnet.cpp), bitnet-25 or bitnet (llama.cpp).
+    #[arg(long, default_value = "bitnet-b1.58")]
+    pub arch: String,
+    /// The model whose tokenizer is copied (a path or a short name).
+    #[arg(long, default_value = "smollm2-135m")]
+    pub vocab_from: String,
+    #[arg(long)]
+    pub out: std::path::PathBuf,
 }

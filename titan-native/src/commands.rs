@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod chat;
+pub mod gen_bitnet;
 pub mod generate;
 pub mod inspect;
 pub mod perplexity;
@@ -23,6 +24,7 @@ pub(crate) fn load_model(args: &ModelArgs) -> Result<Model> {
             progress: true,
             dequantize_weights: false,
             precision: args.activations,
+            output_head: args.output_head,
         },
     )
     .with_context(|| format!("loading {}", path.display()))
@@ -42,6 +44,7 @@ pub(crate) fn load_draft(
         model: name.to_owned(),
         threads: args.threads,
         activations: args.activations,
+        output_head: args.output_head,
     })?;
     check_same_tokenizer(target, &draft)?;
     Ok(Some(draft))

@@ -41,7 +41,7 @@ pub enum ModelError {
     #[error("bad hyperparameter {key}: {value}")]
     BadHyperparameter { key: String, value: String },
     #[error(
-        "tensor {name:?} has type {ty}, which Shard cannot compute with (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1)"
+        "tensor {name:?} has type {ty}, which Shard cannot compute with (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, TQ1_0, TQ2_0, I2_S)"
     )]
     UnsupportedTensorType { name: String, ty: GgmlType },
     #[error("tensor {name:?} has shape {found:?}, expected {expected:?}")]

@@ -1,7 +1,7 @@
 //! Hyperparameters of a llama-family model, read from GGUF metadata: the
 //! `llama` architecture and the BitNet b1.58 ones (`bitnet` as llama.cpp
 //! names it; `bitnet-b1.58` and its earlier name `bitnet-25` as bitnet.cpp
-//! does; see ../shared/notes/bitnet.md).
+//! does; see docs/bitnet.md).
 
 use shared_protocol::gguf::GgufFile;
 
@@ -71,11 +71,18 @@ impl ModelConfig {
         let key = |name: &str| format!("{arch}.{name}");
         let (family, rope_style, ffn_activation) = match arch.as_str() {
             "llama" => (Family::Llama, RopeStyle::Norm, FfnActivation::Silu),
-            // llama.cpp hard-codes SiLU for `bitnet`; a `hidden_activation`
-            // key (proposed upstream, not merged) is honoured if present.
-            "bitnet" => {
+            // llama.cpp hard-codes SiLU for `bitnet`, bitnet.cpp relu² for its names; a
+            // `hidden_activation` key (proposed upstream, not merged) is honoured if
+            // present, and an unknown one is an error rather than a silent default.
+            "bitnet" | "bitnet-b1.58" | "bitnet-25" => {
+                let default = if arch == "bitnet" {
+                    FfnActivation::Silu
+                } else {
+                    FfnActivation::Relu2
+                };
                 let act = match file.get_str(&key("hidden_activation"))? {
-                    None | Some("silu") => FfnActivation::Silu,
+                    None => default,
+                    Some("silu") => FfnActivation::Silu,
                     Some("relu2" | "relu_sqr") => FfnActivation::Relu2,
                     Some(other) => {
                         return Err(ModelError::BadHyperparameter {
@@ -86,7 +93,6 @@ impl ModelConfig {
                 };
                 (Family::BitNet, RopeStyle::Neox, act)
             }
-            "bitnet-b1.58" | "bitnet-25" => (Family::BitNet, RopeStyle::Neox, FfnActivation::Relu2),
             _ => return Err(ModelError::UnsupportedArchitecture(arch)),
         };
         let dim = |name: &str, max: u64| -> Result<usize, ModelError> {

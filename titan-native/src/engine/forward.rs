@@ -304,12 +304,13 @@ impl Model {
         }
         let vocab = cfg.n_vocab;
         let mut logits = vec![0f32; n_out * vocab];
+        let (head_bytes, head) = self.output_head();
         project(
-            bytes,
+            head_bytes,
             &mut s.acts,
             &s.h[..n_out * d],
             n_out,
-            &mut [(&self.weights.output, &mut logits)],
+            &mut [(head, &mut logits)],
         );
         let mut offset = 0;
         for (out, range) in per_input.iter_mut().zip(&wanted) {

@@ -4,7 +4,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use kernels_cpu::Precision;
+use kernels_cpu::{Precision, WeightFormat};
 use memmap2::Mmap;
 use shared_protocol::chat::ChatTemplate;
 use shared_protocol::gguf::GgufFile;
@@ -26,6 +26,11 @@ pub struct LoadOptions {
     /// float64 reference on SmolLM2-135M); int8 is llama.cpp's choice, faster
     /// on batches but 0.005 nats off, enough to flip near-tied greedy picks.
     pub precision: Precision,
+    /// Re-encode the output head in this format at load (kept in memory beside the map).
+    /// The head is the largest single matrix of small and ternary models (a tied F16
+    /// embedding: 252 MB per token for a 2560-wide, 49152-token vocabulary), so Q8_0
+    /// halves its bytes per token; it changes the logits slightly, so it is off by default.
+    pub output_head: Option<WeightFormat>,
 }
 
 impl Default for LoadOptions {
@@ -35,6 +40,7 @@ impl Default for LoadOptions {
             progress: false,
             dequantize_weights: false,
             precision: Precision::Int16,
+            output_head: None,
         }
     }
 }
@@ -50,6 +56,9 @@ enum WeightBytes {
 /// the thread pool its kernels run on.
 pub struct Model {
     store: WeightBytes,
+    /// The output head re-encoded at load ([`LoadOptions::output_head`]): its bytes and
+    /// where it lies in them.
+    pub(super) head: Option<(Vec<u8>, super::TensorRef)>,
     pub path: PathBuf,
     pub config: ModelConfig,
     pub weights: ModelWeights,
@@ -95,6 +104,12 @@ impl Model {
             page_in(&map, options.progress);
             WeightBytes::Mapped(map)
         };
+        let head = match options.output_head {
+            Some(format) if !options.dequantize_weights && format != weights.output.format => Some(
+                super::weights::requantize(&weights.output, store_bytes(&store), format)?,
+            ),
+            _ => None,
+        };
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(options.threads)
             .thread_name(|i| format!("titan-compute-{i}"))
@@ -116,11 +131,13 @@ impl Model {
             threads = pool.current_num_threads(),
             kernels = kernels_cpu::active_path(),
             activations = options.precision.name(),
+            output_head = ?head.as_ref().map_or(weights.output.format, |(_, t)| t.format),
             secs = started.elapsed().as_secs_f32(),
             "model loaded"
         );
         Ok(Self {
             store,
+            head,
             path: path.to_owned(),
             config,
             weights,
@@ -134,9 +151,14 @@ impl Model {
 
     /// The bytes [`TensorRef`](super::TensorRef) offsets point into.
     pub fn bytes(&self) -> &[u8] {
-        match &self.store {
-            WeightBytes::Mapped(map) => map,
-            WeightBytes::Owned(bytes) => bytes,
+        store_bytes(&self.store)
+    }
+
+    /// The output head as the forward pass reads it: its bytes and its place in them.
+    pub fn output_head(&self) -> (&[u8], &super::TensorRef) {
+        match &self.head {
+            Some((bytes, t)) => (bytes, t),
+            None => (self.bytes(), &self.weights.output),
         }
     }
 
@@ -153,7 +175,15 @@ impl Model {
     /// Bytes of weights one forward pass reads (every matrix once, plus one
     /// embedding row per token, which is negligible).
     pub fn weight_bytes_per_pass(&self) -> usize {
-        self.weights.matrices().map(|t| t.len).sum()
+        let head = &self.weights.output;
+        self.weights.matrices().map(|t| t.len).sum::<usize>() - head.len + self.output_head().1.len
+    }
+}
+
+fn store_bytes(store: &WeightBytes) -> &[u8] {
+    match store {
+        WeightBytes::Mapped(map) => map,
+        WeightBytes::Owned(bytes) => bytes,
     }
 }
 

@@ -73,6 +73,9 @@ pub fn weight_format(ty: GgmlType) -> Option<WeightFormat> {
         GgmlType::Q8_0 => WeightFormat::Q8_0,
         GgmlType::Q4_0 => WeightFormat::Q4_0,
         GgmlType::Q4_1 => WeightFormat::Q4_1,
+        GgmlType::TQ1_0 => WeightFormat::Tq1_0,
+        GgmlType::TQ2_0 => WeightFormat::Tq2_0,
+        GgmlType::I2_S => WeightFormat::I2S,
         _ => return None,
     })
 }
@@ -233,11 +236,16 @@ fn matrix_ref(
         });
     }
     let data = file.tensor_data(info);
-    // Validates block alignment and byte length against the kernels' view.
-    QMatrix::new(format, rows, cols, data).map_err(|e| ModelError::BadTensor {
+    let bad = |e: kernels_cpu::KernelError| ModelError::BadTensor {
         name: info.name.to_owned(),
         reason: e.to_string(),
-    })?;
+    };
+    // Block alignment and byte length against the kernels' view, then every block: no
+    // 2-bit code 3 in ternary tensors, no NaN or infinite scale. Whole-tensor scans,
+    // but at memory speed, so paid once at load rather than trusted.
+    QMatrix::new(format, rows, cols, data)
+        .and_then(|m| m.validate())
+        .map_err(bad)?;
     Ok(TensorRef {
         format,
         rows,
@@ -270,4 +278,56 @@ fn vector_f32(
         });
     }
     Ok(out)
+}
+
+/// `t` re-encoded in `format`, in its own buffer (the tensor starts at offset 0): for
+/// the output head ([`super::LoadOptions::output_head`]). Rows are converted in parallel.
+pub(super) fn requantize(
+    t: &TensorRef,
+    src: &[u8],
+    format: WeightFormat,
+) -> Result<(Vec<u8>, TensorRef), ModelError> {
+    use kernels_cpu::formats::{float, q4_0, q4_1, q8_0};
+    use rayon::prelude::*;
+    let encode: fn(&[f32], &mut [u8]) = match format {
+        WeightFormat::F32 => float::quantize_row_f32,
+        WeightFormat::F16 => float::quantize_row_f16,
+        WeightFormat::BF16 => float::quantize_row_bf16,
+        WeightFormat::Q8_0 => q8_0::quantize_row_bytes,
+        WeightFormat::Q4_0 => q4_0::quantize_row_bytes,
+        WeightFormat::Q4_1 => q4_1::quantize_row_bytes,
+        other => {
+            return Err(ModelError::BadHyperparameter {
+                key: "output head format".into(),
+                value: format!("{other:?} (supported: f32, f16, bf16, q8_0, q4_0, q4_1)"),
+            });
+        }
+    };
+    if !t.cols.is_multiple_of(format.block_len()) {
+        return Err(ModelError::BadHyperparameter {
+            key: "output head format".into(),
+            value: format!(
+                "{format:?} needs rows of whole {}-value blocks; the head's are {} long",
+                format.block_len(),
+                t.cols
+            ),
+        });
+    }
+    let view = t.view(src);
+    let row_bytes = format.row_bytes(t.cols);
+    let mut out = vec![0u8; t.rows * row_bytes];
+    out.par_chunks_mut(row_bytes).enumerate().for_each_init(
+        || vec![0f32; t.cols],
+        |row, (r, o)| {
+            view.dequantize_row(r, row);
+            encode(row, o);
+        },
+    );
+    let head = TensorRef {
+        format,
+        offset: 0,
+        len: out.len(),
+        ..*t
+    };
+    Ok((out, head))
 }
