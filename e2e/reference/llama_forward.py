@@ -11,11 +11,13 @@ with `gguf.quants.dequantize`, and runs the transformer in float64 numpy:
   of the gated product (`ffn_sub_norm`) before `ffn_down`, and optional
   `blk.N.*.scale` scalars multiplied into the matmul outputs.
 
-Usage: llama_forward.py MODEL [--q8-activations] < sequences.json
+Usage: llama_forward.py MODEL [--q8-activations | --per-token-activations] < sequences.json
 
 --q8-activations rounds the input of every matmul with a quantized weight
 (Q4_0, Q4_1, Q8_0, TQ1_0, TQ2_0) to int8 blocks of 32 with scale max|x|/127, as llama.cpp's
 CPU backend (and ours) does, to separate that rounding from other differences.
+--per-token-activations rounds them to int8 with one scale per row (per token),
+as BitNet b1.58 was trained and bitnet.cpp computes.
 stdin: a JSON list of sequences, each a list of token ids.
 stdout: float32 little-endian logits of every position of every sequence, in
 order, each row n_vocab wide.
@@ -39,6 +41,7 @@ def field(reader, key, default=None):
 def main():
     path = sys.argv[1]
     q8_acts = "--q8-activations" in sys.argv[2:]
+    per_token = "--per-token-activations" in sys.argv[2:]
     sequences = json.load(sys.stdin)
     r = GGUFReader(path)
     arch = field(r, "general.architecture")
@@ -75,10 +78,19 @@ def main():
         q = np.trunc(rows / safe + np.copysign(0.5, rows))  # roundf: half away from zero
         return (q * d).reshape(x.shape)
 
+    def q8_per_token(x):
+        """int8 with one scale per row (token), as bitnet.cpp's quantize_row_i8_s."""
+        d = np.abs(x).max(axis=-1, keepdims=True) / 127.0
+        safe = np.where(d == 0, 1.0, d)
+        q = np.trunc(x / safe + np.copysign(0.5, x))
+        return q * d
+
     def mm(x, name):
         """x @ W.T for weight `name`, with the activation rounding if asked."""
         if q8_acts and tensors[name].tensor_type.name in quantized:
             x = q8(x)
+        if per_token and tensors[name].tensor_type.name in quantized:
+            x = q8_per_token(x)
         y = x @ w(name).T
         scale = name.replace(".weight", ".scale")
         if bitnet and scale in tensors:

@@ -26,8 +26,16 @@ use crate::run_reference;
 
 /// The reference's logits for every position of every sequence, row after row.
 pub fn reference_logits(model: &Path, sequences: &[Vec<u32>]) -> Vec<f32> {
+    reference_logits_with(model, sequences, &[])
+}
+
+/// [`reference_logits`] with extra flags (`--q8-activations`, `--per-token-activations`).
+pub fn reference_logits_with(model: &Path, sequences: &[Vec<u32>], flags: &[&str]) -> Vec<f32> {
     let input = serde_json::to_vec(sequences).unwrap();
-    let out = run_reference("llama_forward.py", &[&model.to_string_lossy()], &input).unwrap();
+    let model = model.to_string_lossy();
+    let mut args = vec![model.as_ref()];
+    args.extend_from_slice(flags);
+    let out = run_reference("llama_forward.py", &args, &input).unwrap();
     out.chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect()

@@ -8,7 +8,10 @@
 //!   `q = roundf(x / d)`, except that `d` stays f32 (the format is internal);
 //! - [`Precision::Int16`]: the same with `d = max|x| /` [`Q16_MAX`] (32512), so `q` has
 //!   16 bits, stored as two int8 *parts*, the balanced base-255 digits of `q = 255·h + l`
-//!   (both within ±127).
+//!   (both within ±127);
+//! - [`Precision::Int8PerToken`]: int8 with one `d = max|x| / 127` for the whole row, the
+//!   activation quantization BitNet b1.58 was trained with (bitnet.cpp's
+//!   `quantize_row_i8_s`), stored in the int8 layout.
 //!
 //! Each row's blocks are stored eight at a time in a transposed octet (each i32 lane of a
 //! SIMD dot product then belongs to one block, so a single conversion and FMA serve eight
@@ -43,22 +46,28 @@ pub enum Precision {
     /// parts: 256× less rounding error than int8 (the float model's results up to float
     /// rounding), for twice the integer multiplies and the same float work.
     Int16,
+    /// int8 with one scale per row (token), `d = max|x| / 127` over the row: BitNet
+    /// b1.58's training-time activation quantization, as bitnet.cpp computes. Coarser
+    /// than [`Int8`](Self::Int8) on rows with outliers; the same kernels consume it.
+    Int8PerToken,
 }
 
 impl Precision {
-    /// `"int8"` or `"int16"`.
+    /// `"int8"`, `"int16"` or `"int8-per-token"`.
     pub fn name(self) -> &'static str {
         match self {
             Precision::Int8 => "int8",
             Precision::Int16 => "int16",
+            Precision::Int8PerToken => "int8-per-token",
         }
     }
 
-    /// The precision a name (`int8`, `int16`) stands for.
+    /// The precision a name (`int8`, `int16`, `int8-per-token`) stands for.
     pub fn from_name(name: &str) -> Option<Self> {
         match name.trim().to_ascii_lowercase().as_str() {
             "int8" | "i8" | "q8" => Some(Precision::Int8),
             "int16" | "i16" | "q16" => Some(Precision::Int16),
+            "int8-per-token" | "per-token" | "i8s" => Some(Precision::Int8PerToken),
             _ => None,
         }
     }
@@ -175,10 +184,17 @@ impl Activations {
             Kind::Int8 => {
                 self.octets8.resize(batch * no, QOctet::ZERO);
                 self.pairs8.resize(batch * np, QPair::ZERO);
+                // One pass over the row either way; per-token scaling is O(cols), next to
+                // the O(rows·cols) matmul, so it keeps the scalar quantizer.
+                let quantize = if self.precision == Precision::Int8PerToken {
+                    layout::quantize_row_per_token
+                } else {
+                    kernels.quantize8
+                };
                 for (b, xb) in rows.enumerate() {
                     let o = &mut self.octets8[b * no..(b + 1) * no];
                     let p = &mut self.pairs8[b * np..(b + 1) * np];
-                    (kernels.quantize8)(xb, o, p);
+                    quantize(xb, o, p);
                 }
             }
             Kind::Int16 => {
@@ -196,7 +212,7 @@ impl Activations {
     fn kind_for(&self, format: WeightFormat) -> Kind {
         match (format.is_quantized(), self.precision) {
             (false, _) => Kind::F32,
-            (true, Precision::Int8) => Kind::Int8,
+            (true, Precision::Int8 | Precision::Int8PerToken) => Kind::Int8,
             (true, Precision::Int16) => Kind::Int16,
         }
     }
@@ -229,6 +245,9 @@ impl Activations {
     pub fn prepared_precision(&self) -> Option<Precision> {
         match self.kind? {
             Kind::F32 => None,
+            Kind::Int8 if self.precision == Precision::Int8PerToken => {
+                Some(Precision::Int8PerToken)
+            }
             Kind::Int8 => Some(Precision::Int8),
             Kind::Int16 => Some(Precision::Int16),
         }

@@ -33,7 +33,7 @@ struct Case<'a> {
 }
 
 /// Both activation precisions.
-const PRECISIONS: [Precision; 2] = [Precision::Int8, Precision::Int16];
+const PRECISIONS: [Precision; 3] = [Precision::Int8, Precision::Int16, Precision::Int8PerToken];
 
 impl Case<'_> {
     /// `y = W·x` with `k`, on padded copies of the weight bytes and of `x` starting `off`

@@ -76,7 +76,8 @@ fn parse_head_format(s: &str) -> Result<kernels_cpu::WeightFormat, String> {
 }
 
 fn parse_precision(s: &str) -> Result<kernels_cpu::Precision, String> {
-    kernels_cpu::Precision::from_name(s).ok_or_else(|| format!("{s:?} is not int8 or int16"))
+    kernels_cpu::Precision::from_name(s)
+        .ok_or_else(|| format!("{s:?} is not int8, int16 or int8-per-token"))
 }
 
 #[derive(Args, Debug, Clone)]

@@ -203,12 +203,37 @@ pub(crate) fn quantize_row<const P: usize>(
     pairs: &mut [QPair<P>],
 ) {
     let qmax = if P == 1 { 127.0 } else { Q16_MAX as f32 };
+    fill_row(x, octets, pairs, |blk| quantize_block(blk, qmax));
+}
+
+/// Int8 activations with one scale for the whole row (one token), as BitNet b1.58 was
+/// trained and bitnet.cpp computes (`quantize_row_i8_s`): `d = max|x| / 127` over the
+/// row, `q = roundf(x / d)`. Stored in the int8 layout, every block carrying the row's
+/// `d`, so every int8 kernel consumes it unchanged.
+pub(crate) fn quantize_row_per_token(x: &[f32], octets: &mut [QOctet<1>], pairs: &mut [QPair<1>]) {
+    let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let d = amax / 127.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    fill_row(x, octets, pairs, |blk| {
+        let q = blk.map(|v| crate::formats::round_half_away(v * id));
+        (q, d, q.iter().sum())
+    });
+}
+
+/// Writes each block of `x`, quantized by `quantize` (values, scale, sum), into the
+/// row's octets and tail pairs.
+fn fill_row<const P: usize>(
+    x: &[f32],
+    octets: &mut [QOctet<P>],
+    pairs: &mut [QPair<P>],
+    quantize: impl Fn(&[f32; QK]) -> ([i32; QK], f32, i32),
+) {
     let blocks = x.as_chunks::<QK>().0;
     debug_assert_eq!((octets.len(), pairs.len()), row_layout(blocks.len()));
     let (head, tail) = blocks.split_at(8 * octets.len());
     for (o, blks) in octets.iter_mut().zip(head.chunks_exact(8)) {
         for (k, blk) in blks.iter().enumerate() {
-            let (q, d, sum) = quantize_block(blk, qmax);
+            let (q, d, sum) = quantize(blk);
             for (e, q) in q.into_iter().enumerate() {
                 for (p, v) in split::<P>(q).into_iter().enumerate() {
                     o.qs[p][QOctet::<P>::pos(k, e)] = v;
@@ -224,7 +249,7 @@ pub(crate) fn quantize_row<const P: usize>(
             let Some(blk) = tail.get(2 * t + h) else {
                 continue;
             };
-            let (q, d, sum) = quantize_block(blk, qmax);
+            let (q, d, sum) = quantize(blk);
             for (e, q) in q.into_iter().enumerate() {
                 for (p, v) in split::<P>(q).into_iter().enumerate() {
                     pair.qs[p][QPair::<P>::pos(h, e)] = v;
@@ -251,5 +276,28 @@ mod tests {
             );
         }
         assert_eq!(split::<1>(-127), [-127]);
+    }
+
+    #[test]
+    fn per_token_blocks_share_the_row_scale() {
+        // 11 blocks: one octet and two tail pairs (the last half empty).
+        let x: Vec<f32> = (0..QK * 11)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) * if i == 200 { 9.0 } else { 0.1 })
+            .collect();
+        let (no, np) = row_layout(11);
+        let mut octets = vec![QOctet::<1>::ZERO; no];
+        let mut pairs = vec![QPair::<1>::ZERO; np];
+        quantize_row_per_token(&x, &mut octets, &mut pairs);
+        let row = QRow::int8(&octets, &pairs, 11);
+        let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+        for j in 0..11 {
+            let b = row.block(j);
+            assert_eq!(b.d, amax / 127.0, "block {j}");
+            for (e, &q) in b.qs.iter().enumerate() {
+                let want = crate::formats::round_half_away(x[QK * j + e] * (127.0 / amax));
+                assert_eq!(i32::from(q), want, "block {j} value {e}");
+            }
+            assert_eq!(b.sum, b.qs.iter().map(|&q| i32::from(q)).sum::<i32>());
+        }
     }
 }
