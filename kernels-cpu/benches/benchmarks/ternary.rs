@@ -1,11 +1,12 @@
 //! Ternary formats at BitNet b1.58 2B4T shapes, weights from DRAM (cycled copies of at
 //! least 256 MB), next to the machine's streaming read bandwidth measured the same way
-//! (a sum over a 1 GiB buffer): a decode step (batch 1) should run at ≥ 90% of it, and a
+//! (an AVX2 sum over a 1 GiB buffer): a decode step (batch 1) should run at ≥ 90% of it, and a
 //! verify pass (batch 8) should cost little more than batch 1.
 //!
 //! Throughput is in weight bytes, so criterion's "thrpt" of a batch-1 case divided by the
-//! `bandwidth` group's is the fraction of the bandwidth reached. `SHARD_BENCH_QUICK=1`
-//! runs only I2_S and TQ2_0 on the two FFN shapes.
+//! `bandwidth` group's is the fraction of the bandwidth reached. A summary table at the
+//! end gives the best of many runs for each case. `SHARD_BENCH_QUICK=1` runs only I2_S
+//! and TQ2_0 on the two FFN shapes and only the summary (no criterion statistics).
 
 use std::{
     sync::Mutex,
@@ -23,23 +24,41 @@ use rayon::prelude::*;
 
 use super::common::{group, inputs, pool, tables, weights};
 
-/// Fastest observed GB/s per case, printed as one table at the end: on a shared machine
-/// the fastest of many short runs is the number least disturbed by other tenants.
-static SUMMARY: Mutex<Vec<(String, f64)>> = Mutex::new(Vec::new());
+/// Per case: the best GB/s of the kernel and of a streaming sum over the same bytes,
+/// interleaved run by run (other tenants of a shared machine change the bandwidth from
+/// minute to minute, so each case is compared with what the memory gave it at the time).
+static SUMMARY: Mutex<Vec<(String, f64, f64)>> = Mutex::new(Vec::new());
 
-/// Runs `f` (one call moving `bytes` bytes) `n` times; the best GB/s.
-fn best_gbps(n: usize, bytes: usize, mut f: impl FnMut()) -> f64 {
-    let mut best = Duration::MAX;
+/// Runs `probe` and `kernel` alternately `n` times, each moving `bytes` bytes; their best
+/// GB/s.
+fn best_gbps(
+    n: usize,
+    bytes: usize,
+    mut probe: impl FnMut(),
+    mut kernel: impl FnMut(),
+) -> (f64, f64) {
+    let (mut bp, mut bk) = (Duration::MAX, Duration::MAX);
     for _ in 0..n {
         let t = Instant::now();
-        f();
-        best = best.min(t.elapsed());
+        probe();
+        bp = bp.min(t.elapsed());
+        let t = Instant::now();
+        kernel();
+        bk = bk.min(t.elapsed());
     }
-    bytes as f64 / best.as_secs_f64() / 1e9
+    let gbps = |d: Duration| bytes as f64 / d.as_secs_f64() / 1e9;
+    (gbps(bk), gbps(bp))
 }
 
-fn record(name: String, gbps: f64) {
-    SUMMARY.lock().expect("summary").push((name, gbps));
+fn record(name: String, (kernel, probe): (f64, f64)) {
+    SUMMARY.lock().expect("summary").push((name, kernel, probe));
+}
+
+/// The streaming sum of `buf` on the current pool, in 64 KiB pieces.
+fn par_sum(buf: &[u64]) -> u64 {
+    buf.par_chunks(8 << 10)
+        .map(stream_sum)
+        .reduce(|| 0, u64::wrapping_add)
 }
 
 /// Bytes of the bandwidth probe.
@@ -52,25 +71,31 @@ fn bandwidth(c: &mut Criterion) {
     let buf: Vec<u64> = (0..PROBE / 8).map(|i| i as u64).collect();
     let mut g = group(c, "bandwidth/stream-sum-1GiB");
     g.throughput(Throughput::Bytes(PROBE as u64));
-    let sum = |buf: &[u64]| {
-        buf.par_chunks(1 << 20)
-            .map(|c| c.iter().fold(0u64, |a, &v| a.wrapping_add(v)))
-            .reduce(|| 0, u64::wrapping_add)
-    };
     for t in [1, 2] {
         let p = pool(t);
-        let gbps = p.install(|| {
-            best_gbps(10, PROBE, || {
-                std::hint::black_box(sum(&buf));
-            })
+        let mut i = 0;
+        let probe = p.install(|| {
+            best_gbps(
+                10,
+                PROBE,
+                || {
+                    std::hint::black_box(par_sum(&buf));
+                },
+                || {
+                    i += 1;
+                },
+            )
         });
-        record(format!("bandwidth t{t}"), gbps);
+        record(format!("bandwidth 1GiB t{t}"), (probe.1, probe.1));
+        if quick() {
+            continue;
+        }
         g.bench_function(format!("t{t}"), |b| {
             b.iter_custom(|iters| {
                 p.install(|| {
                     let start = Instant::now();
                     for _ in 0..iters {
-                        std::hint::black_box(sum(&buf));
+                        std::hint::black_box(par_sum(&buf));
                     }
                     start.elapsed()
                 })
@@ -78,6 +103,40 @@ fn bandwidth(c: &mut Criterion) {
         });
     }
     g.finish();
+}
+
+/// The wrapping sum of `v`: 256-bit loads into four accumulators with AVX2 (what the
+/// kernels' loads can do), plain otherwise.
+fn stream_sum(v: &[u64]) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 was detected.
+        return unsafe { stream_sum_avx2(v) };
+    }
+    v.iter().fold(0, |a, &x| a.wrapping_add(x))
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn stream_sum_avx2(v: &[u64]) -> u64 {
+    use std::arch::x86_64::*;
+    let (chunks, rest) = v.as_chunks::<16>();
+    let mut acc = [_mm256_setzero_si256(); 4];
+    for c in chunks {
+        for (i, a) in acc.iter_mut().enumerate() {
+            // SAFETY: 4 u64 at c[4i..], inside the chunk; loadu needs no alignment.
+            let x = unsafe { _mm256_loadu_si256(c[4 * i..].as_ptr().cast()) };
+            *a = _mm256_add_epi64(*a, x);
+        }
+    }
+    let s = _mm256_add_epi64(
+        _mm256_add_epi64(acc[0], acc[1]),
+        _mm256_add_epi64(acc[2], acc[3]),
+    );
+    let mut out = [0u64; 4];
+    // SAFETY: `out` holds 4 u64.
+    unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast(), s) };
+    rest.iter().chain(&out).fold(0, |a, &x| a.wrapping_add(x))
 }
 
 /// `rows × cols` of `f` against `batch` rows at `precision`, 1 and 2 threads, SIMD paths.
@@ -88,6 +147,14 @@ fn bench(c: &mut Criterion, f: WeightFormat, rows: usize, cols: usize, batch: us
     let ms: Vec<QMatrix<'_>> = ws
         .iter()
         .map(|w| QMatrix::new(f, rows, cols, w).expect("shape"))
+        .collect();
+    // The same bytes again as u64 words, for the probe (its own copies, the same size).
+    let ws64: Vec<Vec<u64>> = (0..copies)
+        .map(|_| {
+            w.chunks(8)
+                .map(|c| c.iter().rev().fold(0u64, |a, &b| a << 8 | u64::from(b)))
+                .collect()
+        })
         .collect();
     let x = inputs(batch * cols);
     let name = format!(
@@ -107,13 +174,26 @@ fn bench(c: &mut Criterion, f: WeightFormat, rows: usize, cols: usize, batch: us
         for t in [1, 2] {
             let pl = pool(t);
             let mut i = 0;
+            let words: Vec<&[u64]> = ws64.iter().map(|w| &w[..]).collect();
             let gbps = pl.install(|| {
-                best_gbps(3 * ms.len().max(10), w.len(), || {
-                    i = (i + 1) % ms.len();
-                    k.matmul(&ms[i], &a, &mut y).expect("matmul");
-                })
+                let mut j = 0;
+                best_gbps(
+                    3 * ms.len().max(10),
+                    w.len(),
+                    || {
+                        j = (j + 1) % words.len();
+                        std::hint::black_box(par_sum(words[j]));
+                    },
+                    || {
+                        i = (i + 1) % ms.len();
+                        k.matmul(&ms[i], &a, &mut y).expect("matmul");
+                    },
+                )
             });
             record(format!("{name} {} t{t}", k.path()), gbps);
+            if quick() {
+                continue;
+            }
             g.bench_function(format!("{}/t{t}", k.path()), |b| {
                 b.iter_custom(|iters| {
                     pl.install(|| {
@@ -131,9 +211,13 @@ fn bench(c: &mut Criterion, f: WeightFormat, rows: usize, cols: usize, batch: us
     g.finish();
 }
 
+fn quick() -> bool {
+    std::env::var_os("SHARD_BENCH_QUICK").is_some()
+}
+
 fn ternary(c: &mut Criterion) {
     bandwidth(c);
-    let quick = std::env::var_os("SHARD_BENCH_QUICK").is_some();
+    let quick = quick();
     let formats: &[WeightFormat] = if quick {
         &[I2S, Tq2_0]
     } else {
@@ -156,27 +240,28 @@ fn ternary(c: &mut Criterion) {
     print_summary();
 }
 
-/// The summary table: best GB/s, fraction of the bandwidth (same thread count) for
-/// batch 1, and the batch-8 / batch-1 time ratio.
+/// The summary table: best GB/s of each case, next to the best GB/s of a streaming sum
+/// over the same number of bytes run alternately with it (so the fraction compares like
+/// with like on a shared machine), and for batch 1 the batch-8 / batch-1 time ratio.
 fn print_summary() {
     let s = SUMMARY.lock().expect("summary");
-    let get = |n: &str| s.iter().find(|(k, _)| k == n).map(|(_, v)| *v);
-    println!("\nternary summary (best of many runs; GB/s of weight bytes):");
-    for (name, gbps) in s.iter() {
-        let Some(t) = name.rsplit(' ').next() else {
+    let get = |n: &str| s.iter().find(|(k, ..)| k == n).map(|(_, v, _)| *v);
+    println!("\nternary summary (best of many runs; GB/s of weight bytes; probe = streaming sum):");
+    for (name, gbps, probe) in s.iter() {
+        if name.starts_with("bandwidth") {
+            println!("  {name:54} {gbps:6.1} GB/s");
             continue;
-        };
-        let bw = get(&format!("bandwidth {t}")).unwrap_or(f64::NAN);
-        if name.contains("/b1-") {
-            let b8 = get(&name.replace("/b1-", "/b8-")).unwrap_or(f64::NAN);
-            println!(
-                "  {name:58} {gbps:6.1} GB/s  {:4.0}% of {bw:.1}  b8/b1 {:4.2}x",
-                100.0 * gbps / bw,
-                gbps / b8
-            );
-        } else if name.starts_with("bandwidth") {
-            println!("  {name:58} {gbps:6.1} GB/s");
         }
+        let ratio = if name.contains("/b1-") {
+            let b8 = get(&name.replace("/b1-", "/b8-")).unwrap_or(f64::NAN);
+            format!("b8/b1 {:4.2}x", gbps / b8)
+        } else {
+            String::new()
+        };
+        println!(
+            "  {name:54} {gbps:6.1} GB/s  probe {probe:5.1}  {:4.0}%  {ratio}",
+            100.0 * gbps / probe
+        );
     }
 }
 

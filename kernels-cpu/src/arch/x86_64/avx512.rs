@@ -100,6 +100,13 @@ macro_rules! format {
 
             #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
             #[inline]
+            unsafe fn decode_row(p: *const u8, out: &mut Decoded) {
+                // SAFETY: forwarded from the caller.
+                unsafe { Self::decode(p, out) }
+            }
+
+            #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+            #[inline]
             unsafe fn decode(p: *const u8, out: &mut Decoded) {
                 // SAFETY: forwarded from the caller.
                 unsafe { $decode(p, out) }
@@ -146,9 +153,11 @@ format!(
 );
 format!(Q8_0, 34, decode_q8_0, decode_q8_0_pair::<FULL>, false, 7);
 
-/// Declares a 2-bit ternary format (see [`avx2::ternary`]): planes masked in place
-/// (lane `k` scaled by `2^LANE_SHIFT[k]`, at most 192 per byte), `vpdpbusd`, and the
-/// codes' offset of 1 removed as `P − S`.
+/// Declares a 2-bit ternary format (see [`avx2::ternary`]): `vpdpbusd` on the codes, the
+/// offset of 1 removed as `P − S`. A batch of one decodes with the planes masked in
+/// place (lane `k` scaled by `2^LANE_SHIFT[k]`, at most 192 per byte: one instruction
+/// less per vector), the batched tiles, which decode once into L1 and reuse, with the
+/// planes shifted down (no shift back per batch row).
 macro_rules! ternary_format {
     ($name:ident, $ob:literal, $rev:literal, $tensor:literal) => {
         struct $name;
@@ -165,10 +174,22 @@ macro_rules! ternary_format {
 
             #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
             #[inline]
-            unsafe fn decode(p: *const u8, out: &mut Decoded) {
+            unsafe fn decode_row(p: *const u8, out: &mut Decoded) {
                 // SAFETY: forwarded from the caller (an octet of $ob bytes).
                 unsafe {
                     avx2::ternary::decode_planes::<$rev, true>(p, &mut out.w);
+                    if !$tensor {
+                        out.d = avx2::ternary::tq2_0_scale(p);
+                    }
+                }
+            }
+
+            #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+            #[inline]
+            unsafe fn decode(p: *const u8, out: &mut Decoded) {
+                // SAFETY: forwarded from the caller (an octet of $ob bytes).
+                unsafe {
+                    avx2::ternary::decode_planes::<$rev, false>(p, &mut out.w);
                     if !$tensor {
                         out.d = avx2::ternary::tq2_0_scale(p);
                     }
@@ -181,7 +202,7 @@ macro_rules! ternary_format {
                 // Only I2_S rows have tails (one group, two full pairs).
                 assert!($tensor && FULL, "no tail pairs");
                 // SAFETY: forwarded from the caller: the tail group is 32 bytes.
-                unsafe { avx2::ternary::decode_i2_s_pair::<true>(tail, t, out) }
+                unsafe { avx2::ternary::decode_i2_s_pair(tail, t, out) }
             }
 
             #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]

@@ -181,6 +181,13 @@ macro_rules! nibble_format {
 
             #[target_feature(enable = "avx2,fma,f16c")]
             #[inline]
+            unsafe fn decode_row(p: *const u8, out: &mut Decoded) {
+                // SAFETY: forwarded from the caller.
+                unsafe { Self::decode(p, out) }
+            }
+
+            #[target_feature(enable = "avx2,fma,f16c")]
+            #[inline]
             unsafe fn decode(p: *const u8, out: &mut Decoded) {
                 // SAFETY: forwarded from the caller.
                 unsafe { decode_nibbles::<$bb, $qs, $min>(p, out) }

@@ -95,6 +95,13 @@ impl Format for Q8_0 {
 
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
+    unsafe fn decode_row(p: *const u8, out: &mut Decoded) {
+        // SAFETY: forwarded from the caller.
+        unsafe { Self::decode(p, out) }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
     unsafe fn decode(p: *const u8, out: &mut Decoded) {
         // SAFETY: forwarded from the caller.
         unsafe { decode_bytes(p, out) }

@@ -19,7 +19,11 @@
 //! keeps its codes in place, scaled by `4^l`, at most `3·64 = 192` per byte, which
 //! `vpdpbusd` takes as it is; the i32 sums are shifted back exactly
 //! ([`super::Format::LANE_SHIFT`]). That saves a shift per vector of a batch-1 matvec,
-//! where the decode is a third of the work.
+//! where the decode is a third of the work; batched tiles decode once and reuse, so they
+//! take the shifted codes and skip the shift back.
+//!
+//! I2_S's weight scale is per tensor: the block lanes are `d_a · (P − S)`, and the row
+//! sum is multiplied by the scale once.
 
 use std::arch::x86_64::*;
 
@@ -97,18 +101,13 @@ pub(in crate::arch::x86_64) unsafe fn decode_planes<const REV: bool, const MASKE
 
 /// Tail pair `t` of an I2_S row whose tail is one 32-byte group at `g` (blocks `2t` and
 /// `2t + 1` are planes `2t` and `2t + 1`): `w[0]` values 0..16 of both, `w[1]` values
-/// 16..32, as codes, or (`MASKED`) scaled as the octet lanes are
-/// ([`octet_shifts`]), so one [`super::Format::LANE_SHIFT`] serves both.
+/// 16..32, as codes (for a batch of one too: pairs go without the lane shift).
 ///
 /// # Safety
 /// `g` must be readable for 32 bytes.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-pub(in crate::arch::x86_64) unsafe fn decode_i2_s_pair<const MASKED: bool>(
-    g: *const u8,
-    t: usize,
-    out: &mut Decoded,
-) {
+pub(in crate::arch::x86_64) unsafe fn decode_i2_s_pair(g: *const u8, t: usize, out: &mut Decoded) {
     // SAFETY: 32 bytes at g (caller).
     let (lo, hi) = unsafe {
         (
@@ -119,15 +118,8 @@ pub(in crate::arch::x86_64) unsafe fn decode_i2_s_pair<const MASKED: bool>(
     let (s0, s1) = (plane_shift(true, 2 * t), plane_shift(true, 2 * t + 1));
     let sh = lanes([s0, s0, s0, s0, s1, s1, s1, s1]);
     let three = _mm256_set1_epi8(3);
-    let back = lanes(octet_shifts(true));
-    for (v, x) in [lo, hi].into_iter().enumerate() {
-        let c = _mm256_and_si256(_mm256_srlv_epi32(x, sh), three);
-        out.w[v] = if MASKED {
-            _mm256_sllv_epi32(c, back)
-        } else {
-            c
-        };
-    }
+    out.w[0] = _mm256_and_si256(_mm256_srlv_epi32(lo, sh), three);
+    out.w[1] = _mm256_and_si256(_mm256_srlv_epi32(hi, sh), three);
 }
 
 /// TQ2_0's f16 scale (bytes 64..66 of the block at `p`) in every lane.
@@ -159,6 +151,13 @@ macro_rules! ternary_format {
 
             #[target_feature(enable = "avx2,fma,f16c")]
             #[inline]
+            unsafe fn decode_row(p: *const u8, out: &mut Decoded) {
+                // SAFETY: forwarded from the caller.
+                unsafe { Self::decode(p, out) }
+            }
+
+            #[target_feature(enable = "avx2,fma,f16c")]
+            #[inline]
             unsafe fn decode(p: *const u8, out: &mut Decoded) {
                 // SAFETY: forwarded from the caller (an octet of $ob bytes).
                 unsafe {
@@ -176,7 +175,7 @@ macro_rules! ternary_format {
                 // TQ2_0 rows are whole octets.
                 assert!($tensor && FULL, "no tail pairs");
                 // SAFETY: forwarded from the caller: the tail group is 32 bytes.
-                unsafe { decode_i2_s_pair::<false>(tail, t, out) }
+                unsafe { decode_i2_s_pair(tail, t, out) }
             }
 
             #[target_feature(enable = "avx2,fma,f16c")]
