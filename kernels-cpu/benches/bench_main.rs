@@ -8,10 +8,12 @@ mod benchmarks {
     pub(crate) mod common;
     pub(crate) mod matvec;
     pub(crate) mod prepare;
+    pub(crate) mod ternary;
 }
 
 criterion::criterion_main!(
     benchmarks::matvec::benches,
     benchmarks::batch::benches,
-    benchmarks::prepare::benches
+    benchmarks::prepare::benches,
+    benchmarks::ternary::benches
 );

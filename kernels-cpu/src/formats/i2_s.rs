@@ -157,9 +157,9 @@ pub fn dequantize_tensor(bytes: &[u8], rows: usize, cols: usize) -> Result<Vec<f
     Ok(out)
 }
 
-/// Scalar reference: `Σ_j scale · d_a,j · Σ_i (c_ji − 1) · q_a,ji` over the 32-value
+/// Scalar reference: `scale · Σ_j d_a,j · Σ_i (c_ji − 1) · q_a,ji` over the 32-value
 /// activation blocks `j` of one weight row (`w`, its packed bytes) and one prepared
-/// activation row.
+/// activation row (the tensor scale multiplies the row sum once).
 ///
 /// # Panics
 /// If `w` is not `a.blocks() · 8` bytes long.
@@ -171,9 +171,9 @@ pub fn vec_dot(w: &[u8], scale: f32, a: QRow<'_>) -> f32 {
         let p: i32 = (0..32)
             .map(|e| (i32::from(code(w, 32 * j + e)) - 1) * i32::from(ab.qs[e]))
             .sum();
-        sum += scale * ab.d * p as f32;
+        sum += ab.d * p as f32;
     }
-    sum
+    scale * sum
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ pub(super) mod float;
 pub(super) mod q4;
 pub(super) mod q8_0;
 pub(super) mod quantize;
+pub(super) mod ternary;
 
 use std::arch::x86_64::*;
 
@@ -48,8 +49,8 @@ static KERNELS: Kernels = Kernels {
     q4_0: q4::rows_q4_0,
     q4_1: q4::rows_q4_1,
     tq1_0: crate::reference::rows_tq1_0,
-    tq2_0: crate::reference::rows_tq2_0,
-    i2_s: crate::reference::rows_i2_s,
+    tq2_0: ternary::rows_tq2_0,
+    i2_s: ternary::rows_i2_s,
 };
 
 /// Whether this CPU has every feature the functions of this module are compiled for.

@@ -37,8 +37,8 @@ static KERNELS: Kernels = Kernels {
     q4_0: rows_q4_0,
     q4_1: rows_q4_1,
     tq1_0: crate::reference::rows_tq1_0,
-    tq2_0: crate::reference::rows_tq2_0,
-    i2_s: crate::reference::rows_i2_s,
+    tq2_0: rows_tq2_0,
+    i2_s: rows_i2_s,
 };
 
 /// Whether this CPU has every feature the functions of this module are compiled for.
@@ -100,6 +100,13 @@ macro_rules! format {
 
             #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
             #[inline]
+            unsafe fn decode_row(p: *const u8, out: &mut Decoded) {
+                // SAFETY: forwarded from the caller.
+                unsafe { Self::decode(p, out) }
+            }
+
+            #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+            #[inline]
             unsafe fn decode(p: *const u8, out: &mut Decoded) {
                 // SAFETY: forwarded from the caller.
                 unsafe { $decode(p, out) }
@@ -107,9 +114,9 @@ macro_rules! format {
 
             #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
             #[inline]
-            unsafe fn decode_pair<const FULL: bool>(p: *const u8, out: &mut Decoded) {
-                // SAFETY: forwarded from the caller.
-                unsafe { $pair(p, out) }
+            unsafe fn decode_pair<const FULL: bool>(tail: *const u8, t: usize, out: &mut Decoded) {
+                // SAFETY: forwarded from the caller; pair t starts at block 2t.
+                unsafe { $pair(tail.add(2 * t * $bb), out) }
             }
 
             #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
@@ -146,6 +153,76 @@ format!(
 );
 format!(Q8_0, 34, decode_q8_0, decode_q8_0_pair::<FULL>, false, 7);
 
+/// Declares a 2-bit ternary format (see [`avx2::ternary`]): `vpdpbusd` on the codes, the
+/// offset of 1 removed as `P − S`. A batch of one decodes with the planes masked in
+/// place (lane `k` scaled by `2^LANE_SHIFT[k]`, at most 192 per byte: one instruction
+/// less per vector), the batched tiles, which decode once into L1 and reuse, with the
+/// planes shifted down (no shift back per batch row).
+macro_rules! ternary_format {
+    ($name:ident, $ob:literal, $rev:literal, $tensor:literal) => {
+        struct $name;
+
+        impl Format for $name {
+            const BLOCK_BYTES: usize = 8;
+            const OCTET_BYTES: usize = $ob;
+            const MIN: bool = false;
+            const SHIFT: i32 = 0;
+            const OFFSET: bool = true;
+            const LANE_SHIFT: Option<[i32; 8]> = Some(avx2::ternary::octet_shifts($rev));
+            const TENSOR_SCALE: bool = $tensor;
+            const CHAINS: usize = 2;
+
+            #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+            #[inline]
+            unsafe fn decode_row(p: *const u8, out: &mut Decoded) {
+                // SAFETY: forwarded from the caller (an octet of $ob bytes).
+                unsafe {
+                    avx2::ternary::decode_planes::<$rev, true>(p, &mut out.w);
+                    if !$tensor {
+                        out.d = avx2::ternary::tq2_0_scale(p);
+                    }
+                }
+            }
+
+            #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+            #[inline]
+            unsafe fn decode(p: *const u8, out: &mut Decoded) {
+                // SAFETY: forwarded from the caller (an octet of $ob bytes).
+                unsafe {
+                    avx2::ternary::decode_planes::<$rev, false>(p, &mut out.w);
+                    if !$tensor {
+                        out.d = avx2::ternary::tq2_0_scale(p);
+                    }
+                }
+            }
+
+            #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+            #[inline]
+            unsafe fn decode_pair<const FULL: bool>(tail: *const u8, t: usize, out: &mut Decoded) {
+                // Only I2_S rows have tails (one group, two full pairs).
+                assert!($tensor && FULL, "no tail pairs");
+                // SAFETY: forwarded from the caller: the tail group is 32 bytes.
+                unsafe { avx2::ternary::decode_i2_s_pair(tail, t, out) }
+            }
+
+            #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+            #[inline]
+            unsafe fn step(acc: __m256i, w: __m256i, a: __m256i) -> __m256i {
+                _mm256_dpbusd_epi32(acc, w, a)
+            }
+
+            #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+            #[inline]
+            unsafe fn widen(acc: __m256i) -> __m256i {
+                acc
+            }
+        }
+    };
+}
+
+ternary_format!(Tq2_0, 66, false, false);
+ternary_format!(I2S, 64, true, true);
+
 super::tiles::q8_driver!("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c", 2);
 
 /// `rows_q` for the precision `x` was prepared with.
@@ -169,7 +246,7 @@ unsafe fn rows_any<K: Format>(
     }
 }
 
-// SAFETY (the three functions below): each is reachable only through the table that
+// SAFETY (the functions below): each is reachable only through the table that
 // `kernels()` hands out after detecting every feature this module is compiled for.
 
 fn rows_q8_0(w: &QMatrix<'_>, row0: usize, x: &Activations, out: &mut [&mut [f32]]) {
@@ -185,4 +262,14 @@ fn rows_q4_0(w: &QMatrix<'_>, row0: usize, x: &Activations, out: &mut [&mut [f32
 fn rows_q4_1(w: &QMatrix<'_>, row0: usize, x: &Activations, out: &mut [&mut [f32]]) {
     // SAFETY: see above.
     unsafe { rows_any::<Q4_1>(w, row0, x, out) }
+}
+
+fn rows_tq2_0(w: &QMatrix<'_>, row0: usize, x: &Activations, out: &mut [&mut [f32]]) {
+    // SAFETY: see above.
+    unsafe { rows_any::<Tq2_0>(w, row0, x, out) }
+}
+
+fn rows_i2_s(w: &QMatrix<'_>, row0: usize, x: &Activations, out: &mut [&mut [f32]]) {
+    // SAFETY: see above.
+    unsafe { rows_any::<I2S>(w, row0, x, out) }
 }

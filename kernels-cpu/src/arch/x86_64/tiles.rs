@@ -31,31 +31,55 @@ impl Decoded {
 
 /// One quantized weight format as the kernels of one instruction set see it.
 pub(super) trait Format {
-    /// Bytes per block.
+    /// Bytes per 32-value block (for formats with larger blocks, whatever
+    /// [`Format::OCTET_BYTES`] and [`Format::decode_pair`] are defined with).
     const BLOCK_BYTES: usize;
+    /// Bytes of an octet, the weights of 256 values.
+    const OCTET_BYTES: usize = 8 * Self::BLOCK_BYTES;
     /// A stored minimum (Q4_1): a block lane is `d·P + m·S`.
     const MIN: bool;
     /// The weights are decoded with an offset of `2^SHIFT` (8 for Q4_0's nibbles, 128 for
-    /// biased Q8_0 bytes; 0 for none), removed exactly in integers as `P − S·2^SHIFT`.
+    /// biased Q8_0 bytes, 1 for ternary codes), removed exactly in integers as
+    /// `P − S·2^SHIFT` when [`Format::OFFSET`] is set.
     const SHIFT: i32;
+    /// Whether there is an offset to remove (by default, when `SHIFT > 0`).
+    const OFFSET: bool = Self::SHIFT > 0;
+    /// [`Format::decode_row`] leaves the weights of block lane `k` scaled by
+    /// `2^LANE_SHIFT[k]` (ternary 2-bit planes masked in place, not shifted down); the
+    /// i32 sums are shifted back exactly (every product is a multiple of the scale)
+    /// before anything else, so both decoders give the same integers.
+    const LANE_SHIFT: Option<[i32; 8]> = None;
+    /// The weight scale is one f32 for the whole tensor (I2_S): the lanes carry no
+    /// weight scale (`d_a · P` per block), and the row sum is multiplied by the tensor
+    /// scale once at the end.
+    const TENSOR_SCALE: bool = false;
     /// Independent integer chains per (row, batch row) for int8 activations, to hide the
     /// latency of the integer step (int16 activations have a chain per part).
     const CHAINS: usize;
 
-    /// Decodes the octet of weight blocks at `p` into `out`.
+    /// Decodes the octet of weights at `p` into `out`.
     ///
     /// # Safety
-    /// `p` must be readable for `8 * BLOCK_BYTES` bytes, and the CPU must have the
+    /// `p` must be readable for `OCTET_BYTES` bytes, and the CPU must have the
     /// features of the implementing module.
     unsafe fn decode(p: *const u8, out: &mut Decoded);
 
-    /// Decodes blocks at `p` and `p + BLOCK_BYTES` as a pair (only the first if `!FULL`;
-    /// the second half is then zero).
+    /// [`Format::decode`] for a batch of one, where the octet is used once, straight
+    /// from registers: it may leave lanes scaled by [`Format::LANE_SHIFT`] if that is
+    /// cheaper.
     ///
     /// # Safety
-    /// `p` must be readable for `2 * BLOCK_BYTES` bytes (`BLOCK_BYTES` if `!FULL`), and
-    /// the CPU must have the features of the implementing module.
-    unsafe fn decode_pair<const FULL: bool>(p: *const u8, out: &mut Decoded);
+    /// As [`Format::decode`].
+    unsafe fn decode_row(p: *const u8, out: &mut Decoded);
+
+    /// Decodes tail pair `t` of a row whose tail (the blocks after its octets) starts at
+    /// `tail`: blocks `2t` and `2t + 1` of the tail (only the first if `!FULL`; the second
+    /// half is then zero).
+    ///
+    /// # Safety
+    /// The tail blocks up to block `2t + 1` (`2t` if `!FULL`) must be readable, and the
+    /// CPU must have the features of the implementing module.
+    unsafe fn decode_pair<const FULL: bool>(tail: *const u8, t: usize, out: &mut Decoded);
 
     /// `acc` plus the products of weight vector `w` with activation vector `a`, summed per
     /// 4-byte group (per i32 lane, or per i16 lane pair: see [`Format::widen`]).
@@ -103,7 +127,8 @@ where
 /// Adds the float value of block lanes to `acc[r][b]`, from the integer dot products
 /// `s32[r][b]` and the activation scales `ad[b]` and sums `asum[b]`:
 /// - `MIN` (Q4_1): `d_a · (d·P + m·S)`, with one rounding for `d·P + m·S`;
-/// - otherwise `d_a · d · (P − S·2^SHIFT)`.
+/// - with an offset, `d_a · d · (P − S·2^SHIFT)` (`d_a · (P − S·2^SHIFT)` for a tensor
+///   scale, applied to the row sum later); otherwise `d_a · d · P`.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 pub(super) fn finish<K: Format, const R: usize, const B: usize>(
@@ -122,7 +147,9 @@ pub(super) fn finish<K: Format, const R: usize, const B: usize>(
                     w[r].d,
                     _mm256_mul_ps(w[r].m, asum[b]),
                 )
-            } else if K::SHIFT > 0 {
+            } else if K::TENSOR_SCALE {
+                _mm256_cvtepi32_ps(_mm256_sub_epi32(s32[r][b], offset))
+            } else if K::OFFSET {
                 _mm256_mul_ps(
                     _mm256_cvtepi32_ps(_mm256_sub_epi32(s32[r][b], offset)),
                     w[r].d,
@@ -227,7 +254,8 @@ pub(super) const COL_OCTETS: usize = 8;
 macro_rules! q8_driver {
     ($features:literal, $rows:literal) => {
         /// Adds the dot products of `R` decoded items (`N` vectors each: 8 for an octet, 2
-        /// for a pair) with the activation items of `P` parts at `a[b]` to `acc[r][b]`.
+        /// for a pair) with the activation items of `P` parts at `a[b]` to `acc[r][b]`;
+        /// `LS`: the items come from [`Format::decode_row`].
         ///
         /// # Safety
         /// Each `a[b]` must point to a valid activation octet (`N = 8`) or pair (`N = 2`)
@@ -240,6 +268,7 @@ macro_rules! q8_driver {
             const P: usize,
             const R: usize,
             const B: usize,
+            const LS: bool,
         >(
             w: [&Decoded; R],
             a: [*const u8; B],
@@ -249,7 +278,7 @@ macro_rules! q8_driver {
             // (`K::CHAINS == 2`) when the tile is too small to hide the step's latency
             // with its other chains (a batch of one at int16 ran latency-bound with two
             // chains of 8). Integer sums are exact, so the split never changes a result.
-            let split = K::CHAINS == 2 && R * B * P < 16;
+            let split = K::CHAINS == 2 && R * B * P < 8;
             let ch = if split { 2 } else { 1 };
             let zero = _mm256_setzero_si256();
             let mut c = [[[zero; B]; R]; 4];
@@ -289,6 +318,13 @@ macro_rules! q8_driver {
                             hi,
                         );
                     }
+                    if let (true, Some(sh)) = (LS, K::LANE_SHIFT) {
+                        // Exact: every product in lane k is a multiple of 2^sh[k].
+                        let sh = _mm256_setr_epi32(
+                            sh[0], sh[1], sh[2], sh[3], sh[4], sh[5], sh[6], sh[7],
+                        );
+                        s32[r][b] = _mm256_srav_epi32(s32[r][b], sh);
+                    }
                 }
             }
             let mut ad = [_mm256_setzero_ps(); B];
@@ -313,16 +349,25 @@ macro_rules! q8_driver {
         /// `nb` blocks with `P` parts, and the CPU must have this module's features.
         #[target_feature(enable = $features)]
         #[inline]
-        unsafe fn dot_row<K: Format, const P: usize>(w: *const u8, a: Row, nb: usize) -> f32 {
+        unsafe fn dot_row<K: Format, const P: usize>(
+            w: *const u8,
+            a: Row,
+            nb: usize,
+            scale: f32,
+        ) -> f32 {
             let mut acc = [[_mm256_setzero_ps(); 1]; 1];
             let (octets, pairs) = row_layout(nb);
-            let ob = 8 * K::BLOCK_BYTES;
+            let ob = K::OCTET_BYTES;
             for o in 0..octets {
                 let mut d = Decoded::zero();
                 // SAFETY: octet o lies within the row and exists in the activation row.
                 unsafe {
-                    K::decode(w.add(o * ob), &mut d);
-                    dot_item::<K, 8, P, 1, 1>([&d], [a.octets.add(o * octet_bytes(P))], &mut acc);
+                    K::decode_row(w.add(o * ob), &mut d);
+                    dot_item::<K, 8, P, 1, 1, true>(
+                        [&d],
+                        [a.octets.add(o * octet_bytes(P))],
+                        &mut acc,
+                    );
                 }
             }
             let tail = nb - 8 * octets;
@@ -331,16 +376,21 @@ macro_rules! q8_driver {
                 // SAFETY: blocks 2t (and 2t + 1 if within the tail) are tail blocks of the
                 // row; pair t exists in the activation row.
                 unsafe {
-                    let p = w.add(octets * ob + 2 * t * K::BLOCK_BYTES);
+                    let p = w.add(octets * ob);
                     if 2 * t + 1 < tail {
-                        K::decode_pair::<true>(p, &mut d);
+                        K::decode_pair::<true>(p, t, &mut d);
                     } else {
-                        K::decode_pair::<false>(p, &mut d);
+                        K::decode_pair::<false>(p, t, &mut d);
                     }
-                    dot_item::<K, 2, P, 1, 1>([&d], [a.pairs.add(t * pair_bytes(P))], &mut acc);
+                    dot_item::<K, 2, P, 1, 1, false>(
+                        [&d],
+                        [a.pairs.add(t * pair_bytes(P))],
+                        &mut acc,
+                    );
                 }
             }
-            super::avx2::hsum(acc[0][0])
+            let y = super::avx2::hsum(acc[0][0]);
+            if K::TENSOR_SCALE { y * scale } else { y }
         }
 
         /// Adds the dot products of `R` rows of decoded items with `B` activation rows to
@@ -381,7 +431,7 @@ macro_rules! q8_driver {
                     ao[b] = unsafe { a[b].octets.add((o0 + o) * octet_bytes(P)) };
                 }
                 // SAFETY: as above.
-                unsafe { dot_item::<K, 8, P, R, B>(wo, ao, &mut acc) };
+                unsafe { dot_item::<K, 8, P, R, B, false>(wo, ao, &mut acc) };
             }
             for t in 0..pairs {
                 let mut wo = [&dec[0][0]; R];
@@ -394,7 +444,7 @@ macro_rules! q8_driver {
                     ao[b] = unsafe { a[b].pairs.add(t * pair_bytes(P)) };
                 }
                 // SAFETY: as above.
-                unsafe { dot_item::<K, 2, P, R, B>(wo, ao, &mut acc) };
+                unsafe { dot_item::<K, 2, P, R, B, false>(wo, ao, &mut acc) };
             }
             acc
         }
@@ -415,6 +465,7 @@ macro_rules! q8_driver {
         {
             let nrows = check_q8::<P>(w, row0, x, out);
             let batch = out.len();
+            let scale = w.scale();
             let nb = w.cols() / 32;
             let rb = w.row_bytes();
             let rows = &w.data()[row0 * rb..(row0 + nrows) * rb];
@@ -424,13 +475,13 @@ macro_rules! q8_driver {
                 for r in 0..nrows {
                     // SAFETY: row r is a whole row of nb blocks inside `rows`, and check_q8
                     // verified the activation layout.
-                    out[0][r] = unsafe { dot_row::<K, P>(row(r), a, nb) };
+                    out[0][r] = unsafe { dot_row::<K, P>(row(r), a, nb, scale) };
                 }
                 return;
             }
             let (octets, pairs) = row_layout(nb);
             let tail = nb - 8 * octets;
-            let ob = 8 * K::BLOCK_BYTES;
+            let ob = K::OCTET_BYTES;
             let slots = COL_OCTETS + pairs;
             // Once per call: looked up per tile, the rows' slices cost as many
             // instructions as the arithmetic of a 576-column tile.
@@ -490,11 +541,11 @@ macro_rules! q8_driver {
                                 // SAFETY: blocks 2t (and 2t + 1 if in the tail) of the
                                 // row's tail lie within `rows`.
                                 unsafe {
-                                    let p = wr[i].add(octets * ob + 2 * t * K::BLOCK_BYTES);
+                                    let p = wr[i].add(octets * ob);
                                     if 2 * t + 1 < tail {
-                                        K::decode_pair::<true>(p, &mut d[COL_OCTETS + t]);
+                                        K::decode_pair::<true>(p, t, &mut d[COL_OCTETS + t]);
                                     } else {
-                                        K::decode_pair::<false>(p, &mut d[COL_OCTETS + t]);
+                                        K::decode_pair::<false>(p, t, &mut d[COL_OCTETS + t]);
                                     }
                                 }
                             }
@@ -538,7 +589,12 @@ macro_rules! q8_driver {
                                             v[4 * i + j] = acc[i][j];
                                         }
                                     }
-                                    let y = super::avx2::hsum8(v);
+                                    let mut y = super::avx2::hsum8(v);
+                                    if K::TENSOR_SCALE {
+                                        for y in &mut y {
+                                            *y *= scale;
+                                        }
+                                    }
                                     for i in 0..$R {
                                         for j in 0..B {
                                             // SAFETY: batch row 4t + j < batch and row r + i

@@ -181,6 +181,13 @@ macro_rules! nibble_format {
 
             #[target_feature(enable = "avx2,fma,f16c")]
             #[inline]
+            unsafe fn decode_row(p: *const u8, out: &mut Decoded) {
+                // SAFETY: forwarded from the caller.
+                unsafe { Self::decode(p, out) }
+            }
+
+            #[target_feature(enable = "avx2,fma,f16c")]
+            #[inline]
             unsafe fn decode(p: *const u8, out: &mut Decoded) {
                 // SAFETY: forwarded from the caller.
                 unsafe { decode_nibbles::<$bb, $qs, $min>(p, out) }
@@ -188,9 +195,9 @@ macro_rules! nibble_format {
 
             #[target_feature(enable = "avx2,fma,f16c")]
             #[inline]
-            unsafe fn decode_pair<const FULL: bool>(p: *const u8, out: &mut Decoded) {
-                // SAFETY: forwarded from the caller.
-                unsafe { decode_nibble_pair::<$bb, $qs, $min, FULL>(p, out) }
+            unsafe fn decode_pair<const FULL: bool>(tail: *const u8, t: usize, out: &mut Decoded) {
+                // SAFETY: forwarded from the caller; pair t starts at block 2t.
+                unsafe { decode_nibble_pair::<$bb, $qs, $min, FULL>(tail.add(2 * t * $bb), out) }
             }
 
             #[target_feature(enable = "avx2,fma,f16c")]

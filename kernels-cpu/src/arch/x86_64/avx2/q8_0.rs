@@ -95,6 +95,13 @@ impl Format for Q8_0 {
 
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
+    unsafe fn decode_row(p: *const u8, out: &mut Decoded) {
+        // SAFETY: forwarded from the caller.
+        unsafe { Self::decode(p, out) }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
     unsafe fn decode(p: *const u8, out: &mut Decoded) {
         // SAFETY: forwarded from the caller.
         unsafe { decode_bytes(p, out) }
@@ -102,9 +109,9 @@ impl Format for Q8_0 {
 
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
-    unsafe fn decode_pair<const FULL: bool>(p: *const u8, out: &mut Decoded) {
-        // SAFETY: forwarded from the caller.
-        unsafe { decode_byte_pair::<FULL>(p, out) }
+    unsafe fn decode_pair<const FULL: bool>(tail: *const u8, t: usize, out: &mut Decoded) {
+        // SAFETY: forwarded from the caller; pair t starts at block 2t.
+        unsafe { decode_byte_pair::<FULL>(tail.add(2 * t * 34), out) }
     }
 
     /// The sign trick: `maddubs(|w|, sign(a, w))`, widened to i32 at once.
