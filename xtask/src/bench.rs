@@ -1,4 +1,4 @@
-//! `cargo xtask bench [kernels|titan|spec|load]`: the numbers the issues ask
+//! `cargo xtask bench [kernels|titan|bitnet|spec|load]`: the numbers the issues ask
 //! for, measured back to back in one run (machines here are noisy; compare
 //! ratios within a run). With `LLAMA_BENCH=/path/to/llama-bench` set,
 //! llama.cpp's numbers for the same file are printed alongside.
@@ -53,6 +53,10 @@ pub(crate) fn run(what: &[&str]) -> Result<()> {
             }
         }
     }
+    if wants("bitnet") {
+        util::step("BitNet b1.58 2B4T shapes: TQ2_0 and I2_S, 1 and 2 threads");
+        bitnet(&titan)?;
+    }
     if wants("spec") {
         util::step("speculative decoding: the default model drafting for itself, temperature 0");
         spec(&titan, &model)?;
@@ -60,6 +64,60 @@ pub(crate) fn run(what: &[&str]) -> Result<()> {
     if wants("load") {
         util::step("aggregate throughput with concurrent streams (loopback, bounded)");
         load(&titan, &model)?;
+    }
+    Ok(())
+}
+
+/// Random BitNet models with 2B4T's shapes (written once into the cache; speed does not
+/// depend on the values): the TQ2_0 one with llama.cpp's architecture name so
+/// `llama-bench` reads the very same file.
+fn bitnet(titan: &str) -> Result<()> {
+    let dir = util::cache_dir().join("models").join("bench");
+    std::fs::create_dir_all(&dir)?;
+    let files = [
+        ("tq2_0", "bitnet", dir.join("bitnet-2b4t-tq2_0.gguf")),
+        ("i2_s", "bitnet-b1.58", dir.join("bitnet-2b4t-i2_s.gguf")),
+    ];
+    for (ty, arch, path) in &files {
+        if !path.is_file() {
+            let out = path.to_string_lossy();
+            util::run(
+                titan,
+                &[
+                    "gen-bitnet",
+                    "--shape",
+                    "2b4t",
+                    "--type",
+                    ty,
+                    "--arch",
+                    arch,
+                    "--seed",
+                    "1",
+                    "--out",
+                    &out,
+                ],
+            )?;
+        }
+    }
+    if let Some(llama) = std::env::var_os("LLAMA_BENCH") {
+        let llama = llama.to_string_lossy().into_owned();
+        let tq2 = files[0].2.to_string_lossy();
+        util::run(
+            &llama,
+            &["-m", &tq2, "-t", "1,2", "-p", "128", "-n", "32", "-r", "3"],
+        )?;
+    }
+    for (_, _, path) in &files {
+        let path = path.to_string_lossy();
+        for threads in ["1", "2"] {
+            for head in [None, Some("q8_0")] {
+                let mut args = vec!["bench", "--model", &path, "--threads", threads];
+                if let Some(head) = head {
+                    args.extend(["--output-head", head]);
+                }
+                util::run(titan, &args)?;
+            }
+        }
     }
     Ok(())
 }
