@@ -74,7 +74,7 @@ fn int8_activations_are_available_and_differ_on_near_ties() {
     ])
     .unwrap();
     assert!(
-        !bad.status.success() && bad.stderr.contains("not int8 or int16"),
+        !bad.status.success() && bad.stderr.contains("not int8, int16 or int8-per-token"),
         "{bad:?}"
     );
 }
