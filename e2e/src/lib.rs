@@ -6,6 +6,7 @@
 //! `tokenizers`, `sentencepiece`). When something is missing they fail with
 //! the command that provides it; they never skip silently.
 
+pub mod mesh;
 pub mod server;
 pub mod tiny;
 
@@ -47,9 +48,7 @@ pub fn crate_dir() -> PathBuf {
 
 /// Path of a file under `e2e/reference/`.
 pub fn reference_script(name: &str) -> PathBuf {
-    crate_dir()
-        .join("reference")
-        .join(name)
+    crate_dir().join("reference").join(name)
 }
 
 /// Runs a reference script with the venv's Python and returns its stdout.

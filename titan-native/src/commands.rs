@@ -5,6 +5,8 @@ pub mod chat;
 pub mod generate;
 pub mod inspect;
 pub mod perplexity;
+pub mod probe;
+pub mod scout;
 pub mod serve;
 
 use anyhow::{Context, Result};

@@ -14,6 +14,7 @@ pub mod commands;
 pub mod engine;
 pub mod generate;
 pub mod logging;
+pub mod mesh;
 pub mod model_name;
 pub mod server;
 pub mod speculative;
