@@ -191,9 +191,9 @@ fn a_remote_scout_drafts_losslessly_and_a_killed_scout_is_rerouted() {
     let plain = titan(&["--no-mesh"]);
     let reference: Vec<(String, String)> = PROMPTS
         .iter()
-        .map(|p| (complete(&plain, p, 48, 0.0), complete(&plain, p, 48, 0.9)))
+        .map(|p| (complete(&plain, p, 32, 0.0), complete(&plain, p, 32, 0.9)))
         .collect();
-    let long_reference = complete(&plain, PROMPTS[0], 200, 0.0);
+    let long_reference = complete(&plain, PROMPTS[0], 160, 0.0);
     drop(plain);
 
     let meshed = titan(&["--draft-deadline-ms", "5000"]);
@@ -202,12 +202,12 @@ fn a_remote_scout_drafts_losslessly_and_a_killed_scout_is_rerouted() {
     wait_for_scouts(&meshed, 1);
 
     for (p, (greedy, sampled)) in PROMPTS.iter().zip(&reference) {
-        assert_eq!(&complete(&meshed, p, 48, 0.0), greedy, "greedy, {p:?}");
-        assert_eq!(&complete(&meshed, p, 48, 0.9), sampled, "sampled, {p:?}");
+        assert_eq!(&complete(&meshed, p, 32, 0.0), greedy, "greedy, {p:?}");
+        assert_eq!(&complete(&meshed, p, 32, 0.9), sampled, "sampled, {p:?}");
     }
     // The scout really drafted: per-peer counters and the metrics agree.
     let drafted = scout_drafted(&meshed);
-    assert!(drafted > 50, "the scout drafted only {drafted} tokens");
+    assert!(drafted > 30, "the scout drafted only {drafted} tokens");
     let remote = metric(meshed.addr, "shard:remote_draft_tokens_total").unwrap();
     assert_eq!(remote as u64, drafted);
     assert!(metric(meshed.addr, "shard:remote_accepted_tokens_total").unwrap() > 0.0);
@@ -217,7 +217,7 @@ fn a_remote_scout_drafts_losslessly_and_a_killed_scout_is_rerouted() {
     let body = json!({
         "model": "smollm2-135m",
         "prompt": PROMPTS[0],
-        "max_tokens": 200,
+        "max_tokens": 160,
         "temperature": 0.0,
         "stream": true,
     });
@@ -242,7 +242,7 @@ fn a_remote_scout_drafts_losslessly_and_a_killed_scout_is_rerouted() {
     .unwrap();
     assert!(metric(meshed.addr, "shard:reroutes_total").unwrap() >= 1.0);
     // Without scouts the titan decodes on its own, same text.
-    assert_eq!(complete(&meshed, PROMPTS[1], 48, 0.0), reference[1].0);
+    assert_eq!(complete(&meshed, PROMPTS[1], 32, 0.0), reference[1].0);
 }
 
 fn rss_kib(pid: u32) -> u64 {

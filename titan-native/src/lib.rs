@@ -5,9 +5,12 @@
 //! `kernels-cpu`), generation ([`generate`]) and the `titan` command line
 //! ([`cli`]: inspect, generate, chat, perplexity, bench).
 //!
-//! What it does not hold yet: the BitNet graph, the speculative verifier and
-//! HTTP API, the libp2p node, trust and pipeline stages. Later issues add them
-//! here, each as its own module.
+//! Speculative decoding ([`speculative`]), the OpenAI-compatible server
+//! ([`server`]) and the libp2p mesh ([`mesh`]: the titan's node, remote
+//! drafting, the native scout) came with later issues.
+//!
+//! What it does not hold yet: the BitNet graph, trust and pipeline stages.
+//! Later issues add them here, each as its own module.
 
 pub mod cli;
 pub mod commands;

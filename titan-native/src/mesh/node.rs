@@ -194,7 +194,7 @@ struct Node {
 impl Node {
     async fn run(mut self) {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
-        let mut discovery = tokio::time::interval(Duration::from_secs(10));
+        let mut discovery = tokio::time::interval(Duration::from_secs(5));
         let mut offers = tokio::time::interval(Duration::from_secs(2));
         loop {
             tokio::select! {

@@ -168,14 +168,25 @@ pub fn run(
         // Take what arrived; block only when nothing can step.
         let mut arrived = Vec::new();
         let runnable = running.iter().any(|r| {
-            r.seq.finished.is_some() || r.remote.as_ref().is_none_or(|x| x.drafts.is_some())
+            r.seq.finished.is_none() && r.remote.as_ref().is_none_or(|x| x.drafts.is_some())
         });
         if !runnable && !closed {
+            // Wake for the first deadline, or soon if finished jobs still
+            // have events for slow clients.
+            let delivering = running.iter().any(|r| r.seq.finished.is_some());
             let wait = running
                 .iter()
                 .filter_map(|r| r.remote.as_ref().map(|x| x.deadline))
                 .min()
-                .map(|d| d.saturating_duration_since(Instant::now()));
+                .map(|d| d.saturating_duration_since(Instant::now()))
+                .map(|w| {
+                    if delivering {
+                        w.min(Duration::from_millis(2))
+                    } else {
+                        w
+                    }
+                })
+                .or(delivering.then_some(Duration::from_millis(2)));
             match wait {
                 None => match inbox.recv() {
                     Ok(m) => arrived.push(m),
