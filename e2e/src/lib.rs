@@ -6,6 +6,7 @@
 //! `tokenizers`, `sentencepiece`). When something is missing they fail with
 //! the command that provides it; they never skip silently.
 
+pub mod mesh;
 pub mod reference_check;
 pub mod server;
 pub mod tiny;

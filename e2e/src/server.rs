@@ -13,16 +13,36 @@ pub struct TitanServer {
     child: Child,
     pub addr: SocketAddr,
     log: tempfile::NamedTempFile,
+    /// The data dir (identity) when the test did not give one.
+    _data: Option<tempfile::TempDir>,
 }
 
 impl TitanServer {
     /// Starts `titan serve` on a free loopback port with `args` appended and
-    /// waits until it listens.
+    /// waits until it listens. Unless `args` say otherwise, the titan gets a
+    /// fresh data dir (its own identity) and its mesh node listens on an
+    /// ephemeral loopback TCP port (never the default ports).
     pub fn start(args: &[&str]) -> Result<Self> {
         let log = tempfile::NamedTempFile::new()?;
+        let has = |flag: &str| args.contains(&flag);
+        let data = if has("--data-dir") {
+            None
+        } else {
+            Some(tempfile::tempdir()?)
+        };
+        let mut extra: Vec<String> = Vec::new();
+        if let Some(d) = &data {
+            extra.push("--data-dir".into());
+            extra.push(d.path().to_string_lossy().into_owned());
+        }
+        if !has("--listen") && !has("--no-mesh") {
+            extra.push("--listen".into());
+            extra.push("/ip4/127.0.0.1/tcp/0".into());
+        }
         let mut child = Command::new(crate::titan_bin()?)
             .args(["serve", "--http", "127.0.0.1:0"])
             .args(args)
+            .args(&extra)
             .env("SHARD_CACHE_DIR", crate::cache_dir())
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
@@ -41,7 +61,17 @@ impl TitanServer {
             let log_text = std::fs::read_to_string(log.path()).unwrap_or_default();
             bail!("titan serve did not start: {line:?}\n{log_text}");
         };
-        Ok(Self { child, addr, log })
+        Ok(Self {
+            child,
+            addr,
+            log,
+            _data: data,
+        })
+    }
+
+    /// The process id (for memory readings).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn base_url(&self) -> String {

@@ -33,3 +33,23 @@ pub fn gguf(data: &[u8]) {
     }
     let _ = crate::chat::ChatTemplate::from_gguf(&file);
 }
+
+/// Decodes `data` as every kind of mesh message; whatever decodes must
+/// re-encode to exactly the same bytes (the encoding is canonical).
+pub fn wire(data: &[u8]) {
+    use crate::wire::gossip::GossipMessage;
+    use crate::wire::verify::{Request, Response};
+    if let Ok(m) = Request::decode(data) {
+        assert_eq!(m.encode(), data, "request re-encodes differently");
+    }
+    if let Ok(m) = Response::decode(data) {
+        assert_eq!(m.encode(), data, "response re-encodes differently");
+    }
+    if let Ok(m) = GossipMessage::decode(data) {
+        assert_eq!(m.encode(), data, "gossip re-encodes differently");
+    }
+    if data.len() >= 4 {
+        let header = [data[0], data[1], data[2], data[3]];
+        let _ = crate::wire::frame_len(header, crate::wire::MAX_FRAME);
+    }
+}

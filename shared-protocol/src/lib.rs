@@ -12,6 +12,8 @@
 //!   (counter-based Gumbel-max), so drafts and verdicts agree bit for bit.
 //! - [`speculative`]: the verify step of speculative decoding as a pure
 //!   function of the target's logits, the drafts and the sampler.
+//! - [`wire`]: the mesh's wire messages (`/shard/verify/1` and gossip
+//!   payloads): versioned, size-bounded, canonical, fuzzed.
 //!
 //! What it does not hold: anything that touches files, sockets, threads or the
 //! GPU. Those live in `titan-native`, `kernels-*` and `scout-wasm`.
@@ -25,3 +27,4 @@ pub mod gguf;
 pub mod sampling;
 pub mod speculative;
 pub mod tokenizer;
+pub mod wire;

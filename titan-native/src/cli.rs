@@ -33,10 +33,15 @@ pub enum Command {
     Perplexity(PerplexityArgs),
     /// Prefill, decode and verify-pass speed on this machine.
     Bench(BenchArgs),
-    /// Serve the OpenAI-compatible HTTP API.
+    /// Serve the OpenAI-compatible HTTP API and join the mesh.
     Serve(ServeArgs),
     /// Write a BitNet b1.58 GGUF with seeded random ternary weights (for tests and speed).
     GenBitnet(GenBitnetArgs),
+    /// Draft tokens for titans with a small model (a native scout).
+    Scout(ScoutArgs),
+    /// Measure a titan's verify protocol (round trips, connection setup) and
+    /// optionally throw bad input at it; prints JSON.
+    Probe(ProbeArgs),
 }
 
 #[derive(Args, Debug)]
@@ -195,6 +200,65 @@ pub struct ServeArgs {
     /// Largest max_tokens a request may ask for.
     #[arg(long, default_value_t = 4096)]
     pub max_tokens: usize,
+    /// libp2p listen addresses (default: TCP 4101, WebSocket 4102,
+    /// webrtc-direct UDP 9090 on all interfaces).
+    #[arg(long, num_args = 1.., value_name = "MULTIADDR")]
+    pub listen: Vec<libp2p::Multiaddr>,
+    /// Peers to join the mesh through (their multiaddr with /p2p/ID).
+    #[arg(long, num_args = 1.., value_name = "MULTIADDR")]
+    pub bootstrap: Vec<libp2p::Multiaddr>,
+    /// Serve the HTTP API without joining the mesh.
+    #[arg(long, conflicts_with_all = ["listen", "bootstrap"])]
+    pub no_mesh: bool,
+    /// Milliseconds a scout may take to answer a work unit before the titan
+    /// drafts on its own.
+    #[arg(long, default_value_t = 1000)]
+    pub draft_deadline_ms: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct ScoutArgs {
+    /// A titan to connect to (multiaddr, ideally with /p2p/ID); others
+    /// serving the same model are found through the DHT.
+    #[arg(long, num_args = 1.., required = true, value_name = "MULTIADDR")]
+    pub connect: Vec<libp2p::Multiaddr>,
+    /// The draft model (path or short name); must share the titans' tokenizer.
+    #[arg(long)]
+    pub draft: String,
+    /// The model id titans serve (default: the draft's short name or file stem).
+    #[arg(long)]
+    pub model_id: Option<String>,
+    /// Compute threads (default: one per core).
+    #[arg(long, short = 't', default_value_t = 0)]
+    pub threads: usize,
+    #[arg(long, default_value = "int16", value_parser = parse_precision)]
+    pub activations: kernels_cpu::Precision,
+    /// Keep the scout's identity in this directory (default: a new one each run).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Largest draft the scout offers to make.
+    #[arg(long, default_value_t = 16)]
+    pub max_k: u8,
+}
+
+#[derive(Args, Debug)]
+pub struct ProbeArgs {
+    /// The titan's multiaddr (TCP, /ws or /webrtc-direct/certhash/...).
+    #[arg(long)]
+    pub connect: libp2p::Multiaddr,
+    /// Round trips to time.
+    #[arg(long, default_value_t = 200)]
+    pub rounds: usize,
+    /// Draft tokens per round trip.
+    #[arg(long, default_value_t = 8)]
+    pub k: usize,
+    /// Also send garbage, oversized and wrong-version frames and floods.
+    #[arg(long)]
+    pub abuse: bool,
+    #[arg(long, default_value_t = 300)]
+    pub flood_streams: usize,
+    #[arg(long, default_value_t = 200)]
+    pub flood_connections: usize,
 }
 
 /// `$SHARD_DATA_DIR`, else `$XDG_DATA_HOME/shard`, else `~/.local/share/shard`.
@@ -221,6 +285,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(a) => commands::bench::run(a),
         Command::Serve(a) => commands::serve::run(a),
         Command::GenBitnet(a) => commands::gen_bitnet::run(a),
+        Command::Scout(a) => commands::scout::run(a),
+        Command::Probe(a) => commands::probe::run(a),
     }
 }
 

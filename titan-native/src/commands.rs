@@ -6,6 +6,8 @@ pub mod gen_bitnet;
 pub mod generate;
 pub mod inspect;
 pub mod perplexity;
+pub mod probe;
+pub mod scout;
 pub mod serve;
 
 use anyhow::{Context, Result};

@@ -5,15 +5,19 @@
 //! `kernels-cpu`), generation ([`generate`]) and the `titan` command line
 //! ([`cli`]: inspect, generate, chat, perplexity, bench).
 //!
-//! What it does not hold yet: the BitNet graph, the speculative verifier and
-//! HTTP API, the libp2p node, trust and pipeline stages. Later issues add them
-//! here, each as its own module.
+//! Speculative decoding ([`speculative`]), the OpenAI-compatible server
+//! ([`server`]) and the libp2p mesh ([`mesh`]: the titan's node, remote
+//! drafting, the native scout) came with later issues.
+//!
+//! What it does not hold yet: the BitNet graph, trust and pipeline stages.
+//! Later issues add them here, each as its own module.
 
 pub mod cli;
 pub mod commands;
 pub mod engine;
 pub mod generate;
 pub mod logging;
+pub mod mesh;
 pub mod model_name;
 pub mod server;
 pub mod speculative;

@@ -11,6 +11,7 @@ mod openai;
 mod routes;
 pub mod scheduler;
 mod stop;
+mod system;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,9 +24,10 @@ use shared_protocol::tokenizer::Tokenizer;
 use tokio::sync::Semaphore;
 
 use crate::engine::Model;
+use crate::mesh::node::{MeshOptions, MeshShared};
 use error::ApiError;
 use metrics::Metrics;
-use scheduler::Job;
+use scheduler::Inbox;
 
 /// Settings of a running server.
 #[derive(Debug, Clone)]
@@ -35,6 +37,8 @@ pub struct ServeOptions {
     pub model_id: String,
     pub max_sessions: usize,
     pub max_tokens_cap: usize,
+    /// The libp2p node; `None` serves the API alone.
+    pub mesh: Option<MeshOptions>,
 }
 
 /// What the HTTP handlers share.
@@ -45,9 +49,10 @@ pub struct AppState {
     pub template: ChatTemplate,
     pub n_ctx: usize,
     pub max_tokens_cap: usize,
-    pub jobs: std::sync::mpsc::SyncSender<Job>,
+    pub jobs: std::sync::mpsc::SyncSender<Inbox>,
     pub sessions: Arc<Semaphore>,
     pub metrics: Arc<Metrics>,
+    pub mesh: Option<Arc<MeshShared>>,
 }
 
 impl AppState {
@@ -80,6 +85,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/models", get(routes::models))
         .route("/health", get(routes::health))
         .route("/metrics", get(routes::metrics))
+        .route("/v1/system/topology", get(system::topology))
+        .route("/v1/system/peers", get(system::peers))
+        .route(
+            "/v1/system/gossip",
+            get(system::gossip).post(system::publish),
+        )
         .fallback(routes::not_found)
         .with_state(state)
 }
@@ -96,8 +107,26 @@ pub fn serve(
         tracing::warn!("{e}; chat requests use ChatML");
         ChatTemplate::default()
     });
-    // Queue room for one burst of every session slot.
-    let (jobs_tx, jobs_rx) = std::sync::mpsc::sync_channel(options.max_sessions.max(1));
+    // Queue room for one burst of every session slot, and for the mesh's
+    // drafts (one per session at most).
+    let (jobs_tx, jobs_rx) = std::sync::mpsc::sync_channel(2 * options.max_sessions.max(1) + 16);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("titan-http")
+        .enable_all()
+        .build()
+        .context("starting the HTTP runtime")?;
+    let (mesh, link) = match options.mesh.clone() {
+        Some(mesh_options) => {
+            let (shared, link) = runtime.block_on(crate::mesh::node::start(
+                mesh_options,
+                jobs_tx.clone(),
+                metrics.clone(),
+            ))?;
+            (Some(shared), Some(link))
+        }
+        None => (None, None),
+    };
     let state = Arc::new(AppState {
         model_id: options.model_id.clone(),
         created: std::time::SystemTime::now()
@@ -111,19 +140,14 @@ pub fn serve(
         jobs: jobs_tx,
         sessions: Arc::new(Semaphore::new(options.max_sessions.max(1))),
         metrics: metrics.clone(),
+        mesh,
     });
     let scheduler_metrics = metrics.clone();
     let scheduler = std::thread::Builder::new()
         .name("titan-scheduler".into())
-        .spawn(move || scheduler::run(target, draft, jobs_rx, scheduler_metrics))
+        .spawn(move || scheduler::run(target, draft, jobs_rx, scheduler_metrics, link))
         .context("starting the scheduler thread")?;
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("titan-http")
-        .enable_all()
-        .build()
-        .context("starting the HTTP runtime")?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(options.http)
             .await
@@ -135,8 +159,9 @@ pub fn serve(
             .await
             .context("HTTP server")
     })?;
-    // Dropping the state closed the job queue; the scheduler finishes its
-    // running jobs and returns.
+    // Stopping the runtime ends the swarm task; with the state dropped that
+    // closes the scheduler's inbox, and it finishes its running jobs.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     if scheduler.join().is_err() {
         anyhow::bail!("the scheduler thread panicked");
     }

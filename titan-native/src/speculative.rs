@@ -88,6 +88,10 @@ pub struct Sequence {
     pub k: usize,
     pub stats: SpecStats,
     pub finished: Option<FinishReason>,
+    /// Drafts proposed elsewhere (a remote scout) for the next step, used
+    /// instead of the drafter's. Never trusted: tokens outside the
+    /// vocabulary cut the draft there, and the target verifies the rest.
+    pub supplied: Option<Vec<u32>>,
 }
 
 impl Sequence {
@@ -111,6 +115,7 @@ impl Sequence {
             k: 4,
             stats: SpecStats::default(),
             finished: None,
+            supplied: None,
         };
         let position = seq.target.len() as u64;
         seq.accept_token(model, sample_token(logits, &params, position));
@@ -143,9 +148,23 @@ impl Sequence {
         self.finished.get_or_insert(reason);
     }
 
+    /// The tokens drafts follow: everything the target has cached plus the
+    /// pending token. Drafts are sampled at positions `context().len()`,
+    /// `context().len() + 1`, ...
+    pub fn context(&self) -> Vec<u32> {
+        let mut c = self.target.tokens().to_vec();
+        c.extend(self.pending);
+        c
+    }
+
+    /// Whether the next step would verify drafts for this sequence.
+    pub fn wants_drafts(&self, n_ctx: usize) -> bool {
+        self.is_active() && self.draft_budget(n_ctx) > 0
+    }
+
     /// Draft tokens this step may propose: bounded by the tokens still
     /// wanted and by the context.
-    fn draft_budget(&self, n_ctx: usize) -> usize {
+    pub fn draft_budget(&self, n_ctx: usize) -> usize {
         // A fully accepted draft yields its tokens plus the target's own.
         let wanted = self
             .max_tokens
@@ -182,6 +201,9 @@ pub struct StepOutcome {
     /// Drafts proposed and how many of them, from the first, were accepted.
     pub drafted: usize,
     pub accepted: usize,
+    /// The target's own token after the accepted drafts (it is not in
+    /// `tokens` when it ended the sequence).
+    pub next: Option<u32>,
 }
 
 /// One decoding step for every unfinished sequence: draft, one batched
@@ -205,7 +227,24 @@ pub fn step(
         })
         .collect();
     let mut drafts: Vec<Vec<u32>> = vec![Vec::new(); seqs.len()];
-    propose(drafter, seqs, &budgets, &mut drafts)?;
+    // Sequences with supplied drafts skip the drafter.
+    let drafter_budgets: Vec<usize> = seqs
+        .iter()
+        .zip(&budgets)
+        .map(|(s, &b)| if s.supplied.is_some() { 0 } else { b })
+        .collect();
+    propose(drafter, seqs, &drafter_budgets, &mut drafts)?;
+    let vocab = target.config.n_vocab;
+    for ((seq, &budget), out) in seqs.iter_mut().zip(&budgets).zip(drafts.iter_mut()) {
+        if let Some(mut supplied) = seq.supplied.take() {
+            let valid = supplied
+                .iter()
+                .take_while(|&&t| (t as usize) < vocab)
+                .count();
+            supplied.truncate(valid.min(budget));
+            *out = supplied;
+        }
+    }
 
     let pass_tokens: Vec<Vec<u32>> = seqs
         .iter()
@@ -227,7 +266,6 @@ pub fn step(
     drop(inputs);
 
     // Verdicts of all sequences in parallel: sampling scans the vocabulary.
-    let vocab = target.config.n_vocab;
     let work: Vec<(usize, Vec<f32>, SamplingParams)> = seqs
         .iter()
         .enumerate()
@@ -258,6 +296,7 @@ pub fn step(
         let outcome = &mut outcomes[i];
         outcome.drafted = d.len();
         outcome.accepted = verdict.accepted;
+        outcome.next = Some(verdict.next);
         seq.adapt(d.len(), verdict.accepted);
         // Keep the pending token and the accepted drafts; roll back the rest.
         seq.target.truncate(before[i] + 1 + verdict.accepted);

@@ -1,4 +1,4 @@
-//! `cargo xtask bench [kernels|titan|bitnet|spec|load]`: the numbers the issues ask
+//! `cargo xtask bench [kernels|titan|bitnet|spec|load|mesh]`: the numbers the issues ask
 //! for, measured back to back in one run (machines here are noisy; compare
 //! ratios within a run). With `LLAMA_BENCH=/path/to/llama-bench` set,
 //! llama.cpp's numbers for the same file are printed alongside.
@@ -65,6 +65,10 @@ pub(crate) fn run(what: &[&str]) -> Result<()> {
         util::step("aggregate throughput with concurrent streams (loopback, bounded)");
         load(&titan, &model)?;
     }
+    if wants("mesh") {
+        util::step("mesh: verify round trip (K=8, no compute) and connection setup per transport");
+        crate::bench_mesh::run(&titan, &model)?;
+    }
     Ok(())
 }
 
@@ -122,7 +126,7 @@ fn bitnet(titan: &str) -> Result<()> {
     Ok(())
 }
 
-fn json_of(program: &str, args: &[&str]) -> Result<serde_json::Value> {
+pub(crate) fn json_of(program: &str, args: &[&str]) -> Result<serde_json::Value> {
     let out = Command::new(program)
         .args(args)
         .stderr(Stdio::inherit())
@@ -199,6 +203,7 @@ fn load(titan: &str, model: &str) -> Result<()> {
             "127.0.0.1:0",
             "--max-sessions",
             "64",
+            "--no-mesh",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

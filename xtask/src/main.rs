@@ -6,6 +6,7 @@
 //! nothing but cargo and a rerun is quick.
 
 mod bench;
+mod bench_mesh;
 mod models;
 mod setup;
 mod util;
@@ -20,7 +21,7 @@ commands:
   ci              install everything, then run the whole test suite (what .ci/run runs)
   setup           install test prerequisites (Rust targets, Debian packages, Python venv, models)
   fetch-models    download the default model (SmolLM2-135M-Instruct Q4_1) into the cache
-  bench [WHAT]    benchmarks: kernels, titan (prefill/decode/verify), bitnet, spec, load; all by default
+  bench [WHAT]    benchmarks: kernels, titan (prefill/decode/verify), bitnet, spec, load, mesh; all by default
 ";
 
 fn main() -> Result<()> {

@@ -24,6 +24,7 @@ pub(crate) fn all() -> Result<()> {
     rust_targets()?;
     debian_packages()?;
     python_venv()?;
+    js_packages()?;
     models::fetch_default()?;
     Ok(())
 }
@@ -102,5 +103,51 @@ fn python_venv() -> Result<()> {
         ],
     )?;
     fs::write(&stamp, wanted)?;
+    Ok(())
+}
+
+/// The js-libp2p peer of the interop test: `npm ci` of `e2e/js` into the
+/// cache (with Node 22 from the `node` npm package), redone only when the
+/// lock file changes.
+fn js_packages() -> Result<()> {
+    let src = util::workspace_root().join("e2e").join("js");
+    let dest = util::cache_dir().join("js");
+    let lock = fs::read_to_string(src.join("package-lock.json"))
+        .with_context(|| format!("reading {}", src.join("package-lock.json").display()))?;
+    let stamp = dest.join("shard-package-lock.json");
+    let node = dest.join("node_modules").join(".bin").join("node");
+    if node.exists() && fs::read_to_string(&stamp).ok().as_deref() == Some(lock.as_str()) {
+        return Ok(());
+    }
+    if !util::have("npm") {
+        anyhow::bail!("npm is needed for the js-libp2p interop test (Debian: apt-get install npm)");
+    }
+    util::step(&format!(
+        "installing the js-libp2p test peer into {}",
+        dest.display()
+    ));
+    fs::create_dir_all(&dest)?;
+    fs::copy(src.join("package.json"), dest.join("package.json"))?;
+    fs::copy(
+        src.join("package-lock.json"),
+        dest.join("package-lock.json"),
+    )?;
+    let npm_cache = util::cache_dir().join("npm");
+    let status = std::process::Command::new("npm")
+        .args([
+            "ci",
+            "--no-audit",
+            "--no-fund",
+            "--loglevel=error",
+            "--cache",
+        ])
+        .arg(&npm_cache)
+        .current_dir(&dest)
+        .status()
+        .context("running npm ci")?;
+    if !status.success() {
+        anyhow::bail!("npm ci in {} failed", dest.display());
+    }
+    fs::write(&stamp, lock)?;
     Ok(())
 }

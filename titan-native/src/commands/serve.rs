@@ -5,6 +5,7 @@ use std::io::Write;
 use anyhow::{Context, Result};
 
 use crate::cli::ServeArgs;
+use crate::mesh::node::MeshOptions;
 use crate::server::{ServeOptions, serve};
 
 pub fn run(args: ServeArgs) -> Result<()> {
@@ -21,6 +22,19 @@ pub fn run(args: ServeArgs) -> Result<()> {
         model_id: model_id.clone(),
         max_sessions: args.max_sessions,
         max_tokens_cap: args.max_tokens,
+        mesh: (!args.no_mesh).then(|| MeshOptions {
+            data_dir: args.data_dir.clone(),
+            listen: if args.listen.is_empty() {
+                crate::mesh::default_listen()
+            } else {
+                args.listen.clone()
+            },
+            bootstrap: args.bootstrap.clone(),
+            deadline: std::time::Duration::from_millis(args.draft_deadline_ms.max(1)),
+            model_id: model_id.clone(),
+            n_layers: model.config.n_layer,
+            limits: crate::mesh::behaviour::Limits::default(),
+        }),
     };
     serve(model, draft, options, |addr| {
         // One line on stdout that scripts and tests can wait for.
@@ -31,7 +45,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
 }
 
 /// The short name when the model was given by one, else the file stem.
-fn default_model_id(arg: &str) -> String {
+pub(crate) fn default_model_id(arg: &str) -> String {
     if crate::model_name::KNOWN_MODELS
         .iter()
         .any(|(n, _, _)| n.eq_ignore_ascii_case(arg))

@@ -27,6 +27,13 @@ pub struct Metrics {
     pub requests_waiting: AtomicU64,
     pub requests_finished: AtomicU64,
     pub requests_rejected: AtomicU64,
+    /// Draft tokens proposed by remote scouts, and accepted.
+    pub remote_draft_tokens: AtomicU64,
+    pub remote_accepted_tokens: AtomicU64,
+    /// Work units taken back from a scout (deadline passed, scout gone).
+    pub reroutes: AtomicU64,
+    /// Connected mesh peers.
+    pub mesh_peers: AtomicU64,
     /// Generated tokens per second over the last few seconds.
     rate: Mutex<RateWindow>,
 }
@@ -54,6 +61,10 @@ impl Default for Metrics {
             requests_waiting: AtomicU64::new(0),
             requests_finished: AtomicU64::new(0),
             requests_rejected: AtomicU64::new(0),
+            remote_draft_tokens: AtomicU64::new(0),
+            remote_accepted_tokens: AtomicU64::new(0),
+            reroutes: AtomicU64::new(0),
+            mesh_peers: AtomicU64::new(0),
             rate: Mutex::new(RateWindow {
                 since: Instant::now(),
                 tokens_at_start: 0,
@@ -144,6 +155,21 @@ impl Metrics {
             "Requests refused with 429.",
             self.requests_rejected.load(Relaxed),
         );
+        counter(
+            "shard:remote_draft_tokens_total",
+            "Draft tokens proposed by remote scouts.",
+            self.remote_draft_tokens.load(Relaxed),
+        );
+        counter(
+            "shard:remote_accepted_tokens_total",
+            "Remote scouts' draft tokens accepted by the target.",
+            self.remote_accepted_tokens.load(Relaxed),
+        );
+        counter(
+            "shard:reroutes_total",
+            "Work units taken back from a slow or vanished scout.",
+            self.reroutes.load(Relaxed),
+        );
         let _ = writeln!(
             out,
             "# HELP vllm:spec_decode_num_accepted_tokens_per_pos_total Accepted drafts by position in the draft.\n# TYPE vllm:spec_decode_num_accepted_tokens_per_pos_total counter"
@@ -197,6 +223,11 @@ impl Metrics {
             "shard:generation_tokens_per_second",
             "Generated tokens per second (2 s window).",
             self.tokens_per_second(),
+        );
+        gauge(
+            "shard:mesh_peers",
+            "Connected mesh peers.",
+            self.mesh_peers.load(Relaxed) as f64,
         );
         gauge(
             "shard:uptime_seconds",

@@ -189,7 +189,7 @@ async fn submit(
         events: tx,
     };
     app.metrics.requests_waiting.fetch_add(1, Relaxed);
-    if let Err(e) = app.jobs.try_send(job) {
+    if let Err(e) = app.jobs.try_send(super::scheduler::Inbox::Job(job)) {
         app.metrics.requests_waiting.fetch_sub(1, Relaxed);
         return Err(match e {
             std::sync::mpsc::TrySendError::Full(_) => ApiError::busy(1),
