@@ -278,7 +278,7 @@ macro_rules! q8_driver {
             // (`K::CHAINS == 2`) when the tile is too small to hide the step's latency
             // with its other chains (a batch of one at int16 ran latency-bound with two
             // chains of 8). Integer sums are exact, so the split never changes a result.
-            let split = K::CHAINS == 2 && R * B * P < 8;
+            let split = K::CHAINS == 2 && R * B * P < 16;
             let ch = if split { 2 } else { 1 };
             let zero = _mm256_setzero_si256();
             let mut c = [[[zero; B]; R]; 4];
