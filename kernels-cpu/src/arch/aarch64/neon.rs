@@ -17,6 +17,7 @@
 
 mod float;
 mod quant;
+mod ternary;
 
 use std::arch::aarch64::*;
 
@@ -37,8 +38,8 @@ static KERNELS: Kernels = Kernels {
     q4_0: quant::plain::rows_q4_0,
     q4_1: quant::plain::rows_q4_1,
     tq1_0: reference::rows_tq1_0,
-    tq2_0: reference::rows_tq2_0,
-    i2_s: reference::rows_i2_s,
+    tq2_0: ternary::plain::rows_tq2_0,
+    i2_s: ternary::plain::rows_i2_s,
 };
 
 static KERNELS_DOTPROD: Kernels = Kernels {
@@ -52,8 +53,8 @@ static KERNELS_DOTPROD: Kernels = Kernels {
     q4_0: quant::dotprod::rows_q4_0,
     q4_1: quant::dotprod::rows_q4_1,
     tq1_0: reference::rows_tq1_0,
-    tq2_0: reference::rows_tq2_0,
-    i2_s: reference::rows_i2_s,
+    tq2_0: ternary::dotprod::rows_tq2_0,
+    i2_s: ternary::dotprod::rows_i2_s,
 };
 
 /// The NEON table, if this CPU can run it.
