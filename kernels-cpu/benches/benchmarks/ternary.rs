@@ -6,7 +6,8 @@
 //! Throughput is in weight bytes, so criterion's "thrpt" of a batch-1 case divided by the
 //! `bandwidth` group's is the fraction of the bandwidth reached. A summary table at the
 //! end gives the best of many runs for each case. `SHARD_BENCH_QUICK=1` runs only I2_S
-//! and TQ2_0 on the two FFN shapes and only the summary (no criterion statistics).
+//! and TQ2_0 on the two FFN shapes and only the summary (no criterion statistics);
+//! `SHARD_BENCH_QUICK=tq1_0` (or `i2s`, `tq2_0`) the same for one format.
 
 use std::{
     sync::Mutex,
@@ -218,17 +219,22 @@ fn quick() -> bool {
 fn ternary(c: &mut Criterion) {
     bandwidth(c);
     let quick = quick();
-    let formats: &[WeightFormat] = if quick {
-        &[I2S, Tq2_0]
-    } else {
-        &[I2S, Tq2_0, Tq1_0]
+    // SHARD_BENCH_QUICK=tq1_0 (or i2s, tq2_0): only that format.
+    let only = std::env::var("SHARD_BENCH_QUICK").ok();
+    let one = [I2S, Tq2_0, Tq1_0]
+        .into_iter()
+        .find(|f| only.as_deref() == Some(format!("{f:?}").to_lowercase().as_str()));
+    let formats: Vec<WeightFormat> = match (one, quick) {
+        (Some(f), _) => vec![f],
+        (None, true) => vec![I2S, Tq2_0],
+        (None, false) => vec![I2S, Tq2_0, Tq1_0],
     };
     let shapes: &[(usize, usize)] = if quick {
         &[(2560, 6912), (6912, 2560)]
     } else {
         &[(2560, 6912), (6912, 2560), (2560, 2560), (640, 2560)]
     };
-    for &f in formats {
+    for f in formats {
         for &(rows, cols) in shapes {
             for p in [Int8, Int16] {
                 for batch in [1, 8] {
