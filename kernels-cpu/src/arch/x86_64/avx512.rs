@@ -168,6 +168,7 @@ macro_rules! ternary_format {
             const MIN: bool = false;
             const SHIFT: i32 = 0;
             const OFFSET: bool = true;
+            const FLOAT_OFFSET: bool = true;
             const LANE_SHIFT: Option<[i32; 8]> = Some(avx2::ternary::octet_shifts($rev));
             const TENSOR_SCALE: bool = $tensor;
             const CHAINS: usize = 2;

@@ -226,6 +226,7 @@ macro_rules! ternary_format {
             const MIN: bool = false;
             const SHIFT: i32 = 0;
             const OFFSET: bool = true;
+            const FLOAT_OFFSET: bool = true;
             const TENSOR_SCALE: bool = $tensor;
             const CHAINS: usize = 1;
 
@@ -287,6 +288,7 @@ macro_rules! tq1_0_format {
             const MIN: bool = false;
             const SHIFT: i32 = 0;
             const OFFSET: bool = true;
+            const FLOAT_OFFSET: bool = true;
             const CHAINS: usize = $chains;
 
             #[target_feature(enable = $features)]
