@@ -24,6 +24,22 @@
 //!
 //! I2_S's weight scale is per tensor: the block lanes are `d_a · (P − S)`, and the row
 //! sum is multiplied by the scale once.
+//!
+//! Measured on the 2-core Zen 4 test machine (2.6 GHz, about 2 `vpdpbusd` per cycle,
+//! 30–35 GB/s streaming read per thread), weights from DRAM, best of many runs
+//! (`benches/benchmarks/ternary.rs`):
+//! - batch 1, int8 activations, VNNI: I2_S 19–20 GB/s, TQ2_0 17–19 GB/s per thread
+//!   (llama.cpp's `ggml_vec_dot_tq2_0_q8_K`, per-256 activation scales: 16 GB/s). A
+//!   batch-1 octet is about 30 vector instructions (8 `vpdpbusd`, 18 to decode, 4 to
+//!   finish) on four vector pipes: compute-bound at about 60% of one thread's bandwidth,
+//!   so the bandwidth takes both cores. Int16 activations double the `vpdpbusd`: 13–14
+//!   GB/s.
+//! - batched: decoded once into L1, each (octet, batch row) costs 8 `vpdpbusd` plus 3–4
+//!   instructions, so 8 rows are 4.7–5.4× one row at int8 (3.5–4 GB/s per thread, 75% of
+//!   the `vpdpbusd` bound) and about 6× at int16.
+//! - tried and slower: a 4-row tile for batches (int16 −15%), a single chain per row
+//!   (−8%), four chains for a batch of one (no change), TQ1_0 through TQ2_0's plane decode
+//!   instead of a transpose (−4%).
 
 use std::arch::x86_64::*;
 
