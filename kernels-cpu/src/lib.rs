@@ -20,7 +20,8 @@
 //!   and AVX-512 VNNI on x86_64, NEON (with and without `dotprod`) on aarch64, chosen at
 //!   run time ([`active_path`], `SHARD_KERNELS`), never by `target-cpu=native`; on wasm32
 //!   built with `+simd128`, simd128 kernels for TQ2_0 and I2_S (the other formats run the
-//!   scalar reference there). wasm tests run under Node's WASI:
+//!   scalar reference there). The ternary formats have kernels on every SIMD path, but
+//!   TQ1_0 on wasm. wasm tests run under Node's WASI:
 //!   `CARGO_TARGET_WASM32_WASIP1_RUNNER="node kernels-cpu/tools/wasi-run.mjs"
 //!   RUSTFLAGS="-C target-feature=+simd128" cargo test -p kernels-cpu --target wasm32-wasip1`.
 //! - Quantize / dequantize for every format, byte-identical to ggml's `quantize_row_*_ref`

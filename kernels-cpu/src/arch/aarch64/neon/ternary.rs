@@ -1,5 +1,6 @@
-//! TQ2_0 and I2_S (2-bit ternary codes) against integer activations, stamped out once
-//! without and once with `dotprod` by [`ternary_neon!`].
+//! TQ1_0, TQ2_0 and I2_S (ternary codes) against integer activations, stamped out once
+//! without and once with `dotprod` by [`ternary_neon!`]. TQ1_0 blocks are decoded to
+//! trits (`vmulq_u8` by 3ⁿ, then the top byte of `·3`) and repacked as a TQ2_0 octet.
 //!
 //! An octet of 256 values is two 32-byte halves (TQ2_0's `qs`, or two I2_S groups); block
 //! `k` of the octet is 2-bit plane `k % 4` of half `k / 4` (TQ2_0: plane `l` at bit `2l`,
@@ -78,11 +79,89 @@ unsafe fn decode(rev: bool, p: *const u8, out: &mut Decoded) {
     }
 }
 
-/// The format's plane order and where its block scale is.
-fn params(f: WeightFormat) -> (bool, usize) {
+/// Trit `n` of each byte of `b`, given `x = b·3ⁿ mod 256`: `(x·3) >> 8`.
+#[target_feature(enable = "neon")]
+#[inline]
+fn trits(x: uint8x16_t) -> uint8x16_t {
+    let three = vdup_n_u8(3);
+    vcombine_u8(
+        vshrn_n_u16::<8>(vmull_u8(vget_low_u8(x), three)),
+        vshrn_n_u16::<8>(vmull_high_u8(x, vdupq_n_u8(3))),
+    )
+}
+
+/// Repacks the TQ1_0 block at `p` (54 bytes) as the 64 code bytes of a TQ2_0 octet
+/// (block `4j + l` of the octet in plane `l` of half `j`), so [`decode`] reads it.
+///
+/// The trits of `qs[0..32]` are blocks 0..5; those of `qs[32..48]` blocks 5, 6 and the
+/// first half of 7; `qh[j]` premultiplied by `3ⁿ` in byte `4n + j` gives the rest of
+/// block 7 in order.
+///
+/// # Safety
+/// `p` must be readable for 54 bytes.
+#[target_feature(enable = "neon")]
+#[inline]
+unsafe fn tq1_0_as_planes(p: *const u8) -> [u8; 64] {
+    // SAFETY: qs is bytes 0..48, qh 48..52 (caller).
+    let (q0, q1, q2, qh) = unsafe {
+        (
+            vld1q_u8(p),
+            vld1q_u8(p.add(16)),
+            vld1q_u8(p.add(32)),
+            p.add(48).cast::<u32>().read_unaligned(),
+        )
+    };
+    let pow: [u8; 16] = [1, 1, 1, 1, 3, 3, 3, 3, 9, 9, 9, 9, 27, 27, 27, 27];
+    // SAFETY: `pow` holds 16 bytes.
+    let zh = vmulq_u8(vreinterpretq_u8_u32(vdupq_n_u32(qh)), unsafe {
+        vld1q_u8(pow.as_ptr())
+    });
+    // t[n][i]: trit n of the 16 bytes i (q0, q1, q2).
+    let mut x = [q0, q1, q2];
+    let mut t = [[vdupq_n_u8(0); 3]; 5];
+    for n in 0..5 {
+        if n > 0 {
+            for x in &mut x {
+                *x = vmulq_u8(*x, vdupq_n_u8(3));
+            }
+        }
+        for i in 0..3 {
+            t[n][i] = trits(x[i]);
+        }
+    }
+    // Each block as two 16-byte halves, in plain order.
+    let blocks: [[uint8x16_t; 2]; 8] = [
+        [t[0][0], t[0][1]],
+        [t[1][0], t[1][1]],
+        [t[2][0], t[2][1]],
+        [t[3][0], t[3][1]],
+        [t[4][0], t[4][1]],
+        [t[0][2], t[1][2]],
+        [t[2][2], t[3][2]],
+        [t[4][2], trits(zh)],
+    ];
+    let mut out = [0u8; 64];
+    for j in 0..2 {
+        for h in 0..2 {
+            let b = |l: usize| blocks[4 * j + l][h];
+            let v = vorrq_u8(
+                vorrq_u8(b(0), vshlq_n_u8::<2>(b(1))),
+                vorrq_u8(vshlq_n_u8::<4>(b(2)), vshlq_n_u8::<6>(b(3))),
+            );
+            // SAFETY: bytes 32j + 16h .. + 16 of `out`.
+            unsafe { vst1q_u8(out.as_mut_ptr().add(32 * j + 16 * h), v) };
+        }
+    }
+    out
+}
+
+/// The format's plane order, its bytes per octet, and where its f16 block scale is (none
+/// for I2_S).
+fn params(f: WeightFormat) -> (bool, usize, Option<usize>) {
     match f {
-        WeightFormat::Tq2_0 => (false, 66),
-        _ => (true, 64),
+        WeightFormat::Tq1_0 => (false, 54, Some(52)),
+        WeightFormat::Tq2_0 => (false, 66, Some(64)),
+        _ => (true, 64, None),
     }
 }
 
@@ -206,8 +285,9 @@ macro_rules! ternary_neon {
                 Activations: Parts<P>,
             {
                 let nrows = check::<P>(w, row0, x, out);
-                let (rev, ob) = params(w.format());
+                let (rev, ob, scale_at) = params(w.format());
                 let tensor = w.format() == WeightFormat::I2S;
+                let tq1 = w.format() == WeightFormat::Tq1_0;
                 let nb = w.cols() / 32;
                 let (octets, pairs) = row_layout(nb);
                 let tail = nb - 8 * octets;
@@ -215,15 +295,18 @@ macro_rules! ternary_neon {
                 for r in 0..nrows {
                     let row = w.row_data(row0 + r);
                     for (o, d) in dec.iter_mut().enumerate() {
-                        let p = row[o * ob..(o + 1) * ob].as_ptr();
-                        // SAFETY: octet o (64 code bytes, and TQ2_0's scale) lies within
-                        // the row.
-                        unsafe { decode(rev, p, d) };
-                        d.d = if tensor {
-                            1.0
+                        let block = &row[o * ob..(o + 1) * ob];
+                        if tq1 {
+                            // SAFETY: the block is 54 bytes; the planes 64.
+                            unsafe { decode(rev, tq1_0_as_planes(block.as_ptr()).as_ptr(), d) };
                         } else {
-                            half::f16::from_le_bytes([row[o * ob + 64], row[o * ob + 65]]).to_f32()
-                        };
+                            // SAFETY: octet o (64 code bytes, and TQ2_0's scale) lies
+                            // within the row.
+                            unsafe { decode(rev, block.as_ptr(), d) };
+                        }
+                        d.d = scale_at.map_or(1.0, |at| {
+                            half::f16::from_le_bytes([block[at], block[at + 1]]).to_f32()
+                        });
                     }
                     for (b, y) in out.iter_mut().enumerate() {
                         let ao = Parts::<P>::octets(x, b);
@@ -256,10 +339,20 @@ macro_rules! ternary_neon {
                 }
             }
 
-            // SAFETY (the two functions below): each is reachable only through the table
+            // SAFETY (the functions below): each is reachable only through the table
             // of this module's path, handed out after detecting its features.
 
             pub(in crate::arch::aarch64) fn rows_tq2_0(
+                w: &QMatrix<'_>,
+                row0: usize,
+                x: &Activations,
+                out: &mut [&mut [f32]],
+            ) {
+                // SAFETY: see above.
+                unsafe { rows_any(w, row0, x, out) }
+            }
+
+            pub(in crate::arch::aarch64) fn rows_tq1_0(
                 w: &QMatrix<'_>,
                 row0: usize,
                 x: &Activations,
