@@ -19,9 +19,8 @@
 //! - One scalar reference per format ([`formats`]) and SIMD paths beside it: AVX2+FMA+F16C
 //!   and AVX-512 VNNI on x86_64, NEON (with and without `dotprod`) on aarch64, chosen at
 //!   run time ([`active_path`], `SHARD_KERNELS`), never by `target-cpu=native`; on wasm32
-//!   built with `+simd128`, simd128 kernels for TQ2_0 and I2_S (the other formats run the
-//!   scalar reference there). The ternary formats have kernels on every SIMD path, but
-//!   TQ1_0 on wasm. wasm tests run under Node's WASI:
+//!   built with `+simd128`, simd128 kernels for TQ1_0, TQ2_0 and I2_S (the other formats
+//!   run the scalar reference there). wasm tests run under Node's WASI:
 //!   `CARGO_TARGET_WASM32_WASIP1_RUNNER="node kernels-cpu/tools/wasi-run.mjs"
 //!   RUSTFLAGS="-C target-feature=+simd128" cargo test -p kernels-cpu --target wasm32-wasip1`.
 //! - Quantize / dequantize for every format, byte-identical to ggml's `quantize_row_*_ref`
@@ -52,7 +51,7 @@
 //! - no thread pool of its own: work runs on the caller's rayon pool (`pool.install`);
 //! - no file I/O and no weight repacking: a [`QMatrix`] borrows the GGUF bytes as they are
 //!   (I2_S included: [`QMatrix::new`] takes the whole tensor, scale tail and all);
-//! - no K-quants; on wasm only the 2-bit ternary formats have SIMD kernels;
+//! - no K-quants; on wasm only the ternary formats have SIMD kernels;
 //! - outputs are deterministic for a given path and independent of the thread count, but
 //!   differ between paths by float rounding (see `tests/conformance.rs` for the bound).
 

@@ -1,5 +1,7 @@
-//! wasm32 `simd128` kernels for the 2-bit ternary formats TQ2_0 and I2_S; every other
-//! format (TQ1_0 included) and the activation quantizers are the scalar reference.
+//! wasm32 `simd128` kernels for the ternary formats TQ1_0, TQ2_0 and I2_S; every other
+//! format and the activation quantizers are the scalar reference. TQ1_0 blocks are
+//! decoded to trits (two unsigned byte compares per trit on `b·3ⁿ mod 256`) and repacked
+//! as TQ2_0 octets.
 //!
 //! wasm has no run-time feature detection: this table exists only in builds compiled with
 //! `-C target-feature=+simd128` (which every current browser and Node runs), and is then
@@ -36,7 +38,7 @@ static KERNELS: Kernels = Kernels {
     q8_0: reference::rows_q8_0,
     q4_0: reference::rows_q4_0,
     q4_1: reference::rows_q4_1,
-    tq1_0: reference::rows_tq1_0,
+    tq1_0: rows_tq1_0,
     tq2_0: rows_tq2_0,
     i2_s: rows_i2_s,
 };
@@ -113,6 +115,74 @@ fn decode(rev: bool, code: &[u8], out: &mut Decoded) {
             }
         }
     }
+}
+
+/// Trit `n` of each byte `b`, given `x = b·3ⁿ mod 256`: `⌊3x / 256⌋`, that is 1 from 86
+/// and 2 from 171.
+#[inline]
+fn trits(x: v128) -> v128 {
+    let ge86 = u8x16_ge(x, u8x16_splat(86));
+    let ge171 = u8x16_ge(x, u8x16_splat(171));
+    i8x16_sub(i8x16_sub(u8x16_splat(0), ge86), ge171)
+}
+
+/// `3x mod 256` per byte.
+#[inline]
+fn times3(x: v128) -> v128 {
+    i8x16_add(x, i8x16_add(x, x))
+}
+
+/// A TQ1_0 block (54 bytes) repacked as the 64 code bytes of a TQ2_0 octet (block
+/// `4j + l` in plane `l` of half `j`), for [`decode`]: blocks 0..5 are the trits of
+/// `qs[0..32]`, blocks 5, 6 and half of 7 those of `qs[32..48]`, and `qh[j]` times `3ⁿ` in
+/// byte `4n + j` gives the rest of block 7 in order.
+fn tq1_0_as_planes(block: &[u8]) -> [u8; 64] {
+    let qh = u32::from_le_bytes([block[48], block[49], block[50], block[51]]);
+    let z = u32x4_splat(qh);
+    let z3 = times3(z);
+    let z9 = times3(z3);
+    let z27 = times3(z9);
+    // Dword n of zh is qh·3ⁿ.
+    let zh = i32x4_shuffle::<0, 1, 4, 5>(
+        i32x4_shuffle::<0, 4, 0, 4>(z, z3),
+        i32x4_shuffle::<0, 4, 0, 4>(z9, z27),
+    );
+    let mut x = [load16(block, 0), load16(block, 16), load16(block, 32)];
+    let mut t = [[u8x16_splat(0); 3]; 5];
+    for n in 0..5 {
+        if n > 0 {
+            for x in &mut x {
+                *x = times3(*x);
+            }
+        }
+        for i in 0..3 {
+            t[n][i] = trits(x[i]);
+        }
+    }
+    let blocks: [[v128; 2]; 8] = [
+        [t[0][0], t[0][1]],
+        [t[1][0], t[1][1]],
+        [t[2][0], t[2][1]],
+        [t[3][0], t[3][1]],
+        [t[4][0], t[4][1]],
+        [t[0][2], t[1][2]],
+        [t[2][2], t[3][2]],
+        [t[4][2], trits(zh)],
+    ];
+    let mut out = [0u8; 64];
+    for j in 0..2 {
+        for h in 0..2 {
+            let b = |l: usize| blocks[4 * j + l][h];
+            let v = v128_or(
+                v128_or(b(0), u8x16_shl(b(1), 2)),
+                v128_or(u8x16_shl(b(2), 4), u8x16_shl(b(3), 6)),
+            );
+            let o = &mut out[32 * j + 16 * h..32 * j + 16 * h + 16];
+            // SAFETY: `o` holds 16 writable bytes; v128_store has no alignment need.
+            unsafe { v128_store(o.as_mut_ptr().cast(), v) };
+        }
+    }
+    out
 }
 
 /// `(lo, hi)` plus the byte products of `w` (codes) and `a` (int8 parts), pairwise
@@ -218,7 +288,11 @@ where
 {
     let nrows = check::<P>(w, row0, x, out);
     let tensor = w.format() == WeightFormat::I2S;
-    let (rev, ob) = if tensor { (true, 64) } else { (false, 66) };
+    let (rev, ob, scale_at) = match w.format() {
+        WeightFormat::Tq1_0 => (false, 54, Some(52)),
+        WeightFormat::Tq2_0 => (false, 66, Some(64)),
+        _ => (true, 64, None),
+    };
     let nb = w.cols() / 32;
     let (octets, _) = row_layout(nb);
     let tail = nb - 8 * octets;
@@ -227,12 +301,14 @@ where
         let row = w.row_data(row0 + r);
         for (o, d) in dec.iter_mut().enumerate() {
             let block = &row[o * ob..(o + 1) * ob];
-            decode(rev, &block[..64], d);
-            d.d = if tensor {
-                1.0
+            if ob == 54 {
+                decode(rev, &tq1_0_as_planes(block), d);
             } else {
-                half::f16::from_le_bytes([block[64], block[65]]).to_f32()
-            };
+                decode(rev, &block[..64], d);
+            }
+            d.d = scale_at.map_or(1.0, |at| {
+                half::f16::from_le_bytes([block[at], block[at + 1]]).to_f32()
+            });
         }
         for (b, y) in out.iter_mut().enumerate() {
             let ao = Parts::<P>::octets(x, b);
@@ -260,6 +336,10 @@ fn rows_any(w: &QMatrix<'_>, row0: usize, x: &Activations, out: &mut [&mut [f32]
     } else {
         rows::<1>(w, row0, x, out)
     }
+}
+
+fn rows_tq1_0(w: &QMatrix<'_>, row0: usize, x: &Activations, out: &mut [&mut [f32]]) {
+    rows_any(w, row0, x, out)
 }
 
 fn rows_tq2_0(w: &QMatrix<'_>, row0: usize, x: &Activations, out: &mut [&mut [f32]]) {
