@@ -1,9 +1,11 @@
 //! [`Activations`]: a batch of input rows converted once into what a format's dot kernel
 //! consumes.
 //!
-//! For Q4_0, Q4_1 and Q8_0 weights every run of 32 values becomes an integer block with an
-//! f32 scale `d` and the sum `S = Σ q` of its values (the Q4_1 kernels need it for the
-//! minimum term; ggml's `q8_1` stores `d · S` instead):
+//! For the quantized weight formats (Q4_0, Q4_1, Q8_0 and the ternary TQ1_0, TQ2_0, I2_S)
+//! every run of 32 values becomes an integer block with an f32 scale `d` and the sum
+//! `S = Σ q` of its values (the Q4_1 kernels need it for the minimum term, the ternary
+//! ones to turn codes `c` into weights `c − 1` as `Σc·q − S`; ggml's `q8_1` stores `d · S`
+//! instead):
 //! - [`Precision::Int8`]: as ggml's `quantize_row_q8_0_ref`, `d = max|x| / 127`,
 //!   `q = roundf(x / d)`, except that `d` stays f32 (the format is internal);
 //! - [`Precision::Int16`]: the same with `d = max|x| /` [`Q16_MAX`] (32512), so `q` has

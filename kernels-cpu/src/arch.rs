@@ -19,6 +19,9 @@ mod x86_64;
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
 
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod wasm32;
+
 /// The AVX2 + FMA + F16C table.
 pub(crate) fn avx2() -> Option<&'static Kernels> {
     #[cfg(target_arch = "x86_64")]
@@ -48,5 +51,13 @@ pub(crate) fn neon_dotprod() -> Option<&'static Kernels> {
     #[cfg(target_arch = "aarch64")]
     return aarch64::neon::kernels_dotprod();
     #[cfg(not(target_arch = "aarch64"))]
+    None
+}
+
+/// The wasm simd128 table (compiled in with `-C target-feature=+simd128`).
+pub(crate) fn simd128() -> Option<&'static Kernels> {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return Some(wasm32::simd128::kernels());
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     None
 }

@@ -4,7 +4,7 @@
 //! its table only after probing every CPU feature its code is compiled for (checking a
 //! subset is undefined behaviour, rust-lang/rust#155601), so a table in hand is proof the
 //! CPU can run it. The active table is chosen once ([`OnceLock`]): the best available
-//! path, or the one `SHARD_KERNELS=scalar|avx2|avx512|neon|neon-dotprod` names (an
+//! path, or the one `SHARD_KERNELS=scalar|avx2|avx512|neon|neon-dotprod|simd128` names (an
 //! unavailable or unknown name is logged as an error and the best path is used). The
 //! binary never needs `target-cpu=native`.
 
@@ -32,15 +32,19 @@ pub enum KernelPath {
     Neon,
     /// aarch64 Advanced SIMD with the `dotprod` extension (SDOT).
     NeonDotprod,
+    /// wasm32 SIMD (`simd128`, chosen at compile time: wasm has no run-time detection).
+    /// Has SIMD kernels for the ternary formats; the others run the scalar reference.
+    Simd128,
 }
 
 impl KernelPath {
     /// Every path, best first.
-    pub const ALL: [KernelPath; 5] = [
+    pub const ALL: [KernelPath; 6] = [
         KernelPath::Avx512Vnni,
         KernelPath::Avx2,
         KernelPath::NeonDotprod,
         KernelPath::Neon,
+        KernelPath::Simd128,
         KernelPath::Scalar,
     ];
 
@@ -52,6 +56,7 @@ impl KernelPath {
             KernelPath::Avx512Vnni => "avx512-vnni",
             KernelPath::Neon => "neon",
             KernelPath::NeonDotprod => "neon-dotprod",
+            KernelPath::Simd128 => "simd128",
         }
     }
 
@@ -145,6 +150,7 @@ pub fn kernels(path: KernelPath) -> Option<&'static Kernels> {
         KernelPath::Avx512Vnni => crate::arch::avx512(),
         KernelPath::Neon => crate::arch::neon(),
         KernelPath::NeonDotprod => crate::arch::neon_dotprod(),
+        KernelPath::Simd128 => crate::arch::simd128(),
     }
 }
 
@@ -163,7 +169,7 @@ pub fn active_kernels() -> &'static Kernels {
 }
 
 /// Which SIMD path is in use, for logs and benches ("avx2", "avx512-vnni", "neon",
-/// "neon-dotprod", "scalar").
+/// "neon-dotprod", "simd128", "scalar").
 pub fn active_path() -> &'static str {
     active_kernels().path.name()
 }
@@ -205,7 +211,7 @@ fn select(wanted: Option<&str>) -> (&'static Kernels, Option<String>) {
         None => (
             best,
             Some(format!(
-                "unknown {ENV_VAR}={wanted:?} (expected scalar, avx2, avx512, neon or neon-dotprod)"
+                "unknown {ENV_VAR}={wanted:?} (expected scalar, avx2, avx512, neon, neon-dotprod or simd128)"
             )),
         ),
     }

@@ -39,7 +39,8 @@ pub enum KernelError {
         activation_cols: usize,
     },
     /// The activations were prepared for a format whose dot kernel consumes a different
-    /// representation (int8 blocks for Q4_0/Q4_1/Q8_0, f32 for F32/F16/BF16).
+    /// representation (integer blocks for Q4_0/Q4_1/Q8_0 and the ternary formats, f32 for
+    /// F32/F16/BF16).
     #[error("activations were prepared for {prepared:?}, which does not feed a {matrix:?} matrix")]
     ActivationFormat {
         prepared: Option<WeightFormat>,

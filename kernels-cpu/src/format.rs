@@ -104,7 +104,9 @@ impl WeightFormat {
             WeightFormat::BF16 => 30,
             WeightFormat::Tq1_0 => 34,
             WeightFormat::Tq2_0 => 35,
-            // bitnet.cpp's ggml fork; upstream ggml has no I2_S.
+            // bitnet.cpp's ggml fork. Upstream ggml once used 36 for IQ4_NL_4_4 (removed,
+            // never in GGUF files it writes now); its tensors have other sizes, which
+            // `QMatrix::new` rejects.
             WeightFormat::I2S => 36,
         }
     }

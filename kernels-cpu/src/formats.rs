@@ -1,9 +1,14 @@
-//! The ggml block formats (and bitnet.cpp's I2_S): block types, quantize and dequantize matching ggml's
-//! `quantize_row_*_ref` and gguf-py's `gguf/quants.py` byte for byte, and the scalar
-//! reference dot product of each format against prepared activations.
+//! The ggml block formats and bitnet.cpp's I2_S: block types, quantize and dequantize
+//! matching ggml's `quantize_row_*_ref` and gguf-py's `gguf/quants.py` byte for byte
+//! (I2_S: bitnet.cpp's `quantize_i2_s`), and the scalar reference dot product of each
+//! format against prepared activations.
 //!
 //! The scalar dot products are the reference every SIMD path is tested against; they are
 //! written for clarity (exact integer block sums, then one f32 multiply-add per block).
+//! The ternary formats ([`tq1_0`], [`tq2_0`], [`i2_s`]) store codes `c ∈ {0, 1, 2}` for
+//! the weights `c − 1`; their dot products sum `(c − 1)·q` per 32-value activation block
+//! whatever the size of the weight block (256 values for TQ1_0/TQ2_0, one scale for the
+//! whole tensor for I2_S).
 
 pub mod float;
 pub mod i2_s;

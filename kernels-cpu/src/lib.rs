@@ -18,7 +18,11 @@
 //!   double.
 //! - One scalar reference per format ([`formats`]) and SIMD paths beside it: AVX2+FMA+F16C
 //!   and AVX-512 VNNI on x86_64, NEON (with and without `dotprod`) on aarch64, chosen at
-//!   run time ([`active_path`], `SHARD_KERNELS`), never by `target-cpu=native`.
+//!   run time ([`active_path`], `SHARD_KERNELS`), never by `target-cpu=native`; on wasm32
+//!   built with `+simd128`, simd128 kernels for TQ1_0, TQ2_0 and I2_S (the other formats
+//!   run the scalar reference there). wasm tests run under Node's WASI:
+//!   `CARGO_TARGET_WASM32_WASIP1_RUNNER="node kernels-cpu/tools/wasi-run.mjs"
+//!   RUSTFLAGS="-C target-feature=+simd128" cargo test -p kernels-cpu --target wasm32-wasip1`.
 //! - Quantize / dequantize for every format, byte-identical to ggml's `quantize_row_*_ref`
 //!   and gguf-py's `quants.py` (tests check it against gguf-py), and bitnet.cpp's
 //!   `quantize_i2_s` for I2_S.
@@ -33,11 +37,21 @@
 //! batch rows (2 weight rows × 4 batch rows with AVX-512 VNNI) at a time, in column blocks
 //! that keep both in L1.
 //!
+//! The ternary formats (TQ1_0, TQ2_0, I2_S) run on the same drivers: a 2-bit octet (256
+//! values, 64 bytes) is two 32-byte halves whose four 2-bit planes are four activation
+//! blocks, so one dword broadcast and one mask per vector give the octet order
+//! (`arch/x86_64/avx2/ternary.rs`); TQ1_0's base-3 bytes are decoded with two byte compares
+//! per trit and transposed. Codes go into the integer dot products as they are and the
+//! offset of 1 is removed exactly as `Σc·q − S`. Weights are not repacked: the kernels read
+//! the GGUF bytes (0 bytes of extra memory); batched calls decode a few KiB per thread
+//! into L1 scratch, as for the other formats.
+//!
 //! What it does not do:
 //! - no attention, normalization, RoPE, softmax or sampling (the engine owns the graph);
 //! - no thread pool of its own: work runs on the caller's rayon pool (`pool.install`);
-//! - no file I/O and no weight repacking: a [`QMatrix`] borrows the GGUF bytes as they are;
-//! - no K-quants, no wasm simd128 path yet (wasm builds use the scalar path);
+//! - no file I/O and no weight repacking: a [`QMatrix`] borrows the GGUF bytes as they are
+//!   (I2_S included: [`QMatrix::new`] takes the whole tensor, scale tail and all);
+//! - no K-quants; on wasm only the ternary formats have SIMD kernels;
 //! - outputs are deterministic for a given path and independent of the thread count, but
 //!   differ between paths by float rounding (see `tests/conformance.rs` for the bound).
 

@@ -393,6 +393,7 @@ fn matmul_many_equals_separate_matmuls_exactly() {
 }
 
 #[test]
+#[cfg_attr(target_family = "wasm", ignore = "wasm32 has no threads")]
 fn results_are_identical_for_1_2_and_3_threads() {
     let mut rng = rng(8);
     let pools: Vec<_> = [1, 2, 3]
@@ -594,6 +595,9 @@ fn paths_are_named_and_listed() {
     }
     #[cfg(target_arch = "aarch64")]
     assert!(paths.contains(&KernelPath::Neon));
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    assert_eq!(paths, [KernelPath::Simd128, KernelPath::Scalar]);
+    assert_eq!(KernelPath::from_name("simd128"), Some(KernelPath::Simd128));
 }
 
 #[test]

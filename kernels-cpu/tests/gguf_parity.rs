@@ -161,3 +161,84 @@ fn quantize_and_dequantize_match_gguf_py_byte_for_byte() {
         rest.len()
     );
 }
+
+/// The numpy notes on the ternary layouts (`e2e/reference/ternary_reference_draft.py`,
+/// written from ggml-common.h, ggml-quants.c and bitnet.cpp's ggml-bitnet-mad.cpp): their
+/// I2_S quantizer must write our bytes, and their dequantizers must read our TQ1_0, TQ2_0
+/// and I2_S bytes as we do.
+const TERNARY_SCRIPT: &str = r#"
+import sys, importlib.util
+import numpy as np
+spec = importlib.util.spec_from_file_location("draft", sys.argv[1])
+draft = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(draft)
+rows, cols = int(sys.argv[2]), int(sys.argv[3])
+n = rows * cols
+data = sys.stdin.buffer.read()
+x = np.frombuffer(data[:4 * n], dtype="<f4")
+rest = data[4 * n:]
+tq1, rest = rest[:n // 256 * 54], rest[n // 256 * 54:]
+tq2, i2s = rest[:n // 256 * 66], rest[n // 256 * 66:]
+out = sys.stdout.buffer
+out.write(draft.quant_i2_s(x))
+out.write(draft.dequant_i2_s(i2s, (cols, rows)).astype("<f4").tobytes())
+out.write(draft.dequant_tq1_0(tq1, n).astype("<f4").tobytes())
+out.write(draft.dequant_tq2_0(tq2, n).astype("<f4").tobytes())
+"#;
+
+#[test]
+fn ternary_layouts_match_the_numpy_reference_notes() {
+    use kernels_cpu::formats::{i2_s, tq1_0, tq2_0};
+    let (rows, cols) = (6, 768);
+    let n = rows * cols;
+    let mut rng = rng(43);
+    // Ternary values with a different scale per 256-value block (TQ) and one maximum.
+    let x: Vec<f32> = (0..n)
+        .map(|i| f32::from(rng.random_range(-1i8..=1)) * (1.0 + (i / 256) as f32 * 0.25))
+        .collect();
+    let (q1, q2, qi) = (
+        tq1_0::quantize_row_bytes(&x),
+        tq2_0::quantize_row_bytes(&x),
+        i2_s::quantize_tensor(&x, rows, cols),
+    );
+    let draft = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../e2e/reference/ternary_reference_draft.py");
+    let mut child = Command::new(python())
+        .arg("-c")
+        .arg(TERNARY_SCRIPT)
+        .arg(&draft)
+        .args([rows.to_string(), cols.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the reference Python (cargo xtask setup)");
+    let mut input: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
+    input.extend_from_slice(&q1);
+    input.extend_from_slice(&q2);
+    input.extend_from_slice(&qi);
+    child.stdin.take().unwrap().write_all(&input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "numpy reference failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (want_qi, rest) = out.stdout.split_at(qi.len());
+    assert_eq!(qi, want_qi, "I2_S bytes differ from the numpy quantizer");
+    let floats = |b: &[u8]| -> Vec<f32> {
+        b.chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect()
+    };
+    let got = floats(rest);
+    assert_eq!(got.len(), 3 * n);
+    let mut ours = vec![0.0; n];
+    let i2 = i2_s::dequantize_tensor(&qi, rows, cols).unwrap();
+    assert_eq!(i2, got[..n], "I2_S dequantized");
+    tq1_0::dequantize_row(&q1, &mut ours);
+    assert_eq!(ours, got[n..2 * n], "TQ1_0 dequantized");
+    tq2_0::dequantize_row(&q2, &mut ours);
+    assert_eq!(ours, got[2 * n..], "TQ2_0 dequantized");
+    assert_eq!(ours, x, "ternary values survive TQ2_0 exactly");
+}

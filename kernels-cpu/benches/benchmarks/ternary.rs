@@ -6,7 +6,9 @@
 //! Throughput is in weight bytes, so criterion's "thrpt" of a batch-1 case divided by the
 //! `bandwidth` group's is the fraction of the bandwidth reached. A summary table at the
 //! end gives the best of many runs for each case. `SHARD_BENCH_QUICK=1` runs only I2_S
-//! and TQ2_0 on the two FFN shapes and only the summary (no criterion statistics).
+//! and TQ2_0 on the two FFN shapes and only the summary (no criterion statistics);
+//! `SHARD_BENCH_QUICK=tq1_0` (or `i2s`, `tq2_0`) the same for one format,
+//! `SHARD_BENCH_QUICK=all` every format and shape, summary only.
 
 use std::{
     sync::Mutex,
@@ -211,6 +213,35 @@ fn bench(c: &mut Criterion, f: WeightFormat, rows: usize, cols: usize, batch: us
     g.finish();
 }
 
+/// `QMatrix::validate` (a load-time scan of every byte) on `f` at 2560×6912 from DRAM.
+fn validate_speed(f: WeightFormat) {
+    let (rows, cols) = (2560, 6912);
+    let w = weights(f, rows, cols);
+    let copies = DRAM_BYTES.div_ceil(w.len());
+    let ws: Vec<Vec<u8>> = (0..copies).map(|_| w.clone()).collect();
+    let ws64: Vec<Vec<u64>> = (0..copies).map(|_| vec![1u64; w.len() / 8]).collect();
+    for t in [1, 2] {
+        let (mut i, mut j) = (0, 0);
+        let gbps = pool(t).install(|| {
+            best_gbps(
+                2 * copies,
+                w.len(),
+                || {
+                    j = (j + 1) % copies;
+                    std::hint::black_box(par_sum(&ws64[j]));
+                },
+                || {
+                    i = (i + 1) % copies;
+                    let m = QMatrix::new(f, rows, cols, &ws[i]).expect("shape");
+                    m.validate().expect("valid");
+                },
+            )
+        });
+        let name = format!("validate/{}/{rows}x{cols}", format!("{f:?}").to_lowercase());
+        record(format!("{name} t{t}"), gbps);
+    }
+}
+
 fn quick() -> bool {
     std::env::var_os("SHARD_BENCH_QUICK").is_some()
 }
@@ -218,17 +249,26 @@ fn quick() -> bool {
 fn ternary(c: &mut Criterion) {
     bandwidth(c);
     let quick = quick();
-    let formats: &[WeightFormat] = if quick {
-        &[I2S, Tq2_0]
-    } else {
-        &[I2S, Tq2_0, Tq1_0]
+    // SHARD_BENCH_QUICK=tq1_0 (or i2s, tq2_0): only that format.
+    let only = std::env::var("SHARD_BENCH_QUICK").ok();
+    let one = [I2S, Tq2_0, Tq1_0]
+        .into_iter()
+        .find(|f| only.as_deref() == Some(format!("{f:?}").to_lowercase().as_str()));
+    let all = only.as_deref() == Some("all");
+    let formats: Vec<WeightFormat> = match (one, quick && !all) {
+        (Some(f), _) => vec![f],
+        (None, true) => vec![I2S, Tq2_0],
+        (None, false) => vec![I2S, Tq2_0, Tq1_0],
     };
-    let shapes: &[(usize, usize)] = if quick {
+    let shapes: &[(usize, usize)] = if quick && !all {
         &[(2560, 6912), (6912, 2560)]
     } else {
         &[(2560, 6912), (6912, 2560), (2560, 2560), (640, 2560)]
     };
-    for &f in formats {
+    for &f in &formats {
+        validate_speed(f);
+    }
+    for f in formats {
         for &(rows, cols) in shapes {
             for p in [Int8, Int16] {
                 for batch in [1, 8] {

@@ -17,6 +17,7 @@
 
 mod float;
 mod quant;
+mod ternary;
 
 use std::arch::aarch64::*;
 
@@ -36,9 +37,9 @@ static KERNELS: Kernels = Kernels {
     q8_0: quant::plain::rows_q8_0,
     q4_0: quant::plain::rows_q4_0,
     q4_1: quant::plain::rows_q4_1,
-    tq1_0: reference::rows_tq1_0,
-    tq2_0: reference::rows_tq2_0,
-    i2_s: reference::rows_i2_s,
+    tq1_0: ternary::plain::rows_tq1_0,
+    tq2_0: ternary::plain::rows_tq2_0,
+    i2_s: ternary::plain::rows_i2_s,
 };
 
 static KERNELS_DOTPROD: Kernels = Kernels {
@@ -51,9 +52,9 @@ static KERNELS_DOTPROD: Kernels = Kernels {
     q8_0: quant::dotprod::rows_q8_0,
     q4_0: quant::dotprod::rows_q4_0,
     q4_1: quant::dotprod::rows_q4_1,
-    tq1_0: reference::rows_tq1_0,
-    tq2_0: reference::rows_tq2_0,
-    i2_s: reference::rows_i2_s,
+    tq1_0: ternary::dotprod::rows_tq1_0,
+    tq2_0: ternary::dotprod::rows_tq2_0,
+    i2_s: ternary::dotprod::rows_i2_s,
 };
 
 /// The NEON table, if this CPU can run it.

@@ -48,7 +48,7 @@ static KERNELS: Kernels = Kernels {
     q8_0: q8_0::rows_q8_0,
     q4_0: q4::rows_q4_0,
     q4_1: q4::rows_q4_1,
-    tq1_0: crate::reference::rows_tq1_0,
+    tq1_0: ternary::rows_tq1_0,
     tq2_0: ternary::rows_tq2_0,
     i2_s: ternary::rows_i2_s,
 };

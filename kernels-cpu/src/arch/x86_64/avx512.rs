@@ -36,7 +36,7 @@ static KERNELS: Kernels = Kernels {
     q8_0: rows_q8_0,
     q4_0: rows_q4_0,
     q4_1: rows_q4_1,
-    tq1_0: crate::reference::rows_tq1_0,
+    tq1_0: rows_tq1_0,
     tq2_0: rows_tq2_0,
     i2_s: rows_i2_s,
 };
@@ -168,6 +168,7 @@ macro_rules! ternary_format {
             const MIN: bool = false;
             const SHIFT: i32 = 0;
             const OFFSET: bool = true;
+            const FLOAT_OFFSET: bool = true;
             const LANE_SHIFT: Option<[i32; 8]> = Some(avx2::ternary::octet_shifts($rev));
             const TENSOR_SCALE: bool = $tensor;
             const CHAINS: usize = 2;
@@ -223,6 +224,34 @@ macro_rules! ternary_format {
 ternary_format!(Tq2_0, 66, false, false);
 ternary_format!(I2S, 64, true, true);
 
+/// `vpdpbusd` step (`unsafe` to fit `tq1_0_format!`).
+///
+/// # Safety
+/// The CPU must have this module's features.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+#[inline]
+unsafe fn step_dpbusd(acc: __m256i, w: __m256i, a: __m256i) -> __m256i {
+    _mm256_dpbusd_epi32(acc, w, a)
+}
+
+/// No widening: `vpdpbusd` accumulates in i32 (`unsafe` to fit `tq1_0_format!`).
+///
+/// # Safety
+/// None beyond the features.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+#[inline]
+unsafe fn widen_none(acc: __m256i) -> __m256i {
+    acc
+}
+
+avx2::ternary::tq1_0_format!(
+    Tq1_0,
+    "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
+    2,
+    step_dpbusd,
+    widen_none
+);
+
 super::tiles::q8_driver!("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c", 2);
 
 /// `rows_q` for the precision `x` was prepared with.
@@ -272,4 +301,9 @@ fn rows_tq2_0(w: &QMatrix<'_>, row0: usize, x: &Activations, out: &mut [&mut [f3
 fn rows_i2_s(w: &QMatrix<'_>, row0: usize, x: &Activations, out: &mut [&mut [f32]]) {
     // SAFETY: see above.
     unsafe { rows_any::<I2S>(w, row0, x, out) }
+}
+
+fn rows_tq1_0(w: &QMatrix<'_>, row0: usize, x: &Activations, out: &mut [&mut [f32]]) {
+    // SAFETY: see above.
+    unsafe { rows_any::<Tq1_0>(w, row0, x, out) }
 }

@@ -44,6 +44,10 @@ pub(super) trait Format {
     const SHIFT: i32;
     /// Whether there is an offset to remove (by default, when `SHIFT > 0`).
     const OFFSET: bool = Self::SHIFT > 0;
+    /// The offset is removed after the conversion to f32, one instruction less than in
+    /// integers and as exact when `|P|` and `S·2^SHIFT` stay below 2²⁴ (ternary codes:
+    /// `|P| ≤ 3·32·32512`, `SHIFT = 0`), so the results are the same bits.
+    const FLOAT_OFFSET: bool = false;
     /// [`Format::decode_row`] leaves the weights of block lane `k` scaled by
     /// `2^LANE_SHIFT[k]` (ternary 2-bit planes masked in place, not shifted down); the
     /// i32 sums are shifted back exactly (every product is a multiple of the scale)
@@ -140,6 +144,14 @@ pub(super) fn finish<K: Format, const R: usize, const B: usize>(
 ) {
     for b in 0..B {
         let offset = _mm256_sll_epi32(_mm256_cvtps_epi32(asum[b]), _mm_cvtsi32_si128(K::SHIFT));
+        // P − S·2^SHIFT as f32, in integers or (exact for small sums) in floats.
+        let centered = |p: __m256i| {
+            if K::FLOAT_OFFSET {
+                _mm256_sub_ps(_mm256_cvtepi32_ps(p), asum[b])
+            } else {
+                _mm256_cvtepi32_ps(_mm256_sub_epi32(p, offset))
+            }
+        };
         for r in 0..R {
             let g = if K::MIN {
                 _mm256_fmadd_ps(
@@ -148,12 +160,9 @@ pub(super) fn finish<K: Format, const R: usize, const B: usize>(
                     _mm256_mul_ps(w[r].m, asum[b]),
                 )
             } else if K::TENSOR_SCALE {
-                _mm256_cvtepi32_ps(_mm256_sub_epi32(s32[r][b], offset))
+                centered(s32[r][b])
             } else if K::OFFSET {
-                _mm256_mul_ps(
-                    _mm256_cvtepi32_ps(_mm256_sub_epi32(s32[r][b], offset)),
-                    w[r].d,
-                )
+                _mm256_mul_ps(centered(s32[r][b]), w[r].d)
             } else {
                 _mm256_mul_ps(_mm256_cvtepi32_ps(s32[r][b]), w[r].d)
             };
@@ -278,7 +287,7 @@ macro_rules! q8_driver {
             // (`K::CHAINS == 2`) when the tile is too small to hide the step's latency
             // with its other chains (a batch of one at int16 ran latency-bound with two
             // chains of 8). Integer sums are exact, so the split never changes a result.
-            let split = K::CHAINS == 2 && R * B * P < 8;
+            let split = K::CHAINS == 2 && R * B * P < 16;
             let ch = if split { 2 } else { 1 };
             let zero = _mm256_setzero_si256();
             let mut c = [[[zero; B]; R]; 4];

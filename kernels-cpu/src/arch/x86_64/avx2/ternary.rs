@@ -24,10 +24,26 @@
 //!
 //! I2_S's weight scale is per tensor: the block lanes are `d_a · (P − S)`, and the row
 //! sum is multiplied by the scale once.
+//!
+//! Measured on the 2-core Zen 4 test machine (2.6 GHz, about 2 `vpdpbusd` per cycle,
+//! 30–35 GB/s streaming read per thread), weights from DRAM, best of many runs
+//! (`benches/benchmarks/ternary.rs`):
+//! - batch 1, int8 activations, VNNI: I2_S 19–20 GB/s, TQ2_0 17–19 GB/s per thread
+//!   (llama.cpp's `ggml_vec_dot_tq2_0_q8_K`, per-256 activation scales: 16 GB/s). A
+//!   batch-1 octet is about 30 vector instructions (8 `vpdpbusd`, 18 to decode, 4 to
+//!   finish) on four vector pipes: compute-bound at about 60% of one thread's bandwidth,
+//!   so the bandwidth takes both cores. Int16 activations double the `vpdpbusd`: 13–14
+//!   GB/s.
+//! - batched: decoded once into L1, each (octet, batch row) costs 8 `vpdpbusd` plus 3–4
+//!   instructions, so 8 rows are 4.7–5.4× one row at int8 (3.5–4 GB/s per thread, 75% of
+//!   the `vpdpbusd` bound) and about 6× at int16.
+//! - tried and slower: a 4-row tile for batches (int16 −15%), a single chain per row
+//!   (−8%), four chains for a batch of one (no change), TQ1_0 through TQ2_0's plane decode
+//!   instead of a transpose (−4%).
 
 use std::arch::x86_64::*;
 
-use super::{Decoded, Format, rows_any};
+use super::{Decoded, Format, rows_any, transpose_8x8};
 use crate::{QMatrix, activations::Activations};
 
 /// Bit position of plane `l` (the 32-value run `l` of a half) in each byte: TQ2_0 stores
@@ -134,6 +150,86 @@ pub(in crate::arch::x86_64) unsafe fn tq2_0_scale(p: *const u8) -> __m256 {
     _mm256_broadcastss_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(h))))
 }
 
+/// Trit `n` of every byte of `x`, given `y = (x · 3ⁿ mod 256) ^ 0x80`: the trit is
+/// `⌊3·(x·3ⁿ mod 256) / 256⌋`, that is 1 for bytes from 86 and 2 from 171, two signed
+/// compares in the `^ 0x80` domain (where multiplying by 3 mod 256 commutes: `3·(z + 128)
+/// = 3z + 128 mod 256`).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn trits(y: __m256i) -> __m256i {
+    let ge86 = _mm256_cmpgt_epi8(y, _mm256_set1_epi8((85u8 ^ 0x80) as i8));
+    let ge171 = _mm256_cmpgt_epi8(y, _mm256_set1_epi8((170u8 ^ 0x80) as i8));
+    _mm256_sub_epi8(_mm256_sub_epi8(_mm256_setzero_si256(), ge86), ge171)
+}
+
+/// `3·y mod 256` per byte.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn times3(y: __m256i) -> __m256i {
+    _mm256_add_epi8(y, _mm256_add_epi8(y, y))
+}
+
+/// Decodes the TQ1_0 block (one octet) at `p`: the trits of each 32-value block in
+/// plain order, then an 8×8 transpose of 4-byte groups into the activation octet order,
+/// and the scale.
+///
+/// Blocks 0..5 are trits 0..5 of `qs[0..32]`. Blocks 5 and 6 are trits 0, 1 and 2, 3 of
+/// `qs[32..48]`; block 7 is trit 4 of `qs[32..48]`, then trit `n` of `qh[j]` for value
+/// `240 + 4n + j`: `qh` is repeated over four dwords and dword `n` premultiplied by `3ⁿ`,
+/// so that trit 0 of the result reads them in order.
+///
+/// # Safety
+/// `p` must be readable for 54 bytes.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+pub(in crate::arch::x86_64) unsafe fn decode_tq1_0(p: *const u8, out: &mut Decoded) {
+    let bias = _mm256_set1_epi8(i8::MIN);
+    // SAFETY: qs is bytes 0..48, qh 48..52, d 52..54 (caller); loads are unaligned.
+    let (q0, q1, qh, h) = unsafe {
+        (
+            _mm256_loadu_si256(p.cast()),
+            _mm_loadu_si128(p.add(32).cast()),
+            p.add(48).cast::<i32>().read_unaligned(),
+            p.add(52).cast::<u16>().read_unaligned(),
+        )
+    };
+    // qh[j]·3ⁿ in dword n, in the ^ 0x80 domain.
+    let z = _mm_xor_si128(_mm_set1_epi32(qh), _mm_set1_epi8(i8::MIN));
+    let z3 = _mm_add_epi8(z, _mm_add_epi8(z, z));
+    let z9 = _mm_add_epi8(z3, _mm_add_epi8(z3, z3));
+    let z27 = _mm_add_epi8(z9, _mm_add_epi8(z9, z9));
+    let zh = _mm_blend_epi32::<0b1000>(
+        _mm_blend_epi32::<0b0100>(_mm_blend_epi32::<0b0010>(z, z3), z9),
+        z27,
+    );
+    let mut y0 = _mm256_xor_si256(q0, bias);
+    let mut y1 = _mm256_set_m128i(zh, _mm_xor_si128(q1, _mm_set1_epi8(i8::MIN)));
+    let mut t0 = [_mm256_setzero_si256(); 5];
+    let mut t1 = [_mm256_setzero_si256(); 5];
+    for n in 0..5 {
+        if n > 0 {
+            y0 = times3(y0);
+            y1 = times3(y1);
+        }
+        t0[n] = trits(y0);
+        t1[n] = trits(y1);
+    }
+    let blocks = [
+        t0[0],
+        t0[1],
+        t0[2],
+        t0[3],
+        t0[4],
+        _mm256_permute2x128_si256::<0x20>(t1[0], t1[1]),
+        _mm256_permute2x128_si256::<0x20>(t1[2], t1[3]),
+        _mm256_blend_epi32::<0b1111_0000>(t1[4], t1[0]),
+    ];
+    // transpose_8x8 takes r[k] = the 4-byte groups of block k; lane k of result v is
+    // group v of block k.
+    out.w = transpose_8x8(blocks);
+    out.d = _mm256_broadcastss_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(h))));
+}
+
 /// Declares a 2-bit ternary format for the AVX2 kernels.
 macro_rules! ternary_format {
     ($name:ident, $ob:literal, $rev:literal, $tensor:literal) => {
@@ -146,6 +242,7 @@ macro_rules! ternary_format {
             const MIN: bool = false;
             const SHIFT: i32 = 0;
             const OFFSET: bool = true;
+            const FLOAT_OFFSET: bool = true;
             const TENSOR_SCALE: bool = $tensor;
             const CHAINS: usize = 1;
 
@@ -195,6 +292,95 @@ macro_rules! ternary_format {
 
 ternary_format!(Tq2_0, 66, false, false);
 ternary_format!(I2S, 64, true, true);
+
+/// TQ1_0 for the AVX2 and AVX-512 VNNI kernels (`$step`/`$widen`: the integer step).
+macro_rules! tq1_0_format {
+    ($name:ident, $features:literal, $chains:literal, $step:path, $widen:path) => {
+        pub(in crate::arch::x86_64) struct $name;
+
+        impl Format for $name {
+            const BLOCK_BYTES: usize = 8;
+            const OCTET_BYTES: usize = 54;
+            const MIN: bool = false;
+            const SHIFT: i32 = 0;
+            const OFFSET: bool = true;
+            const FLOAT_OFFSET: bool = true;
+            const CHAINS: usize = $chains;
+
+            #[target_feature(enable = $features)]
+            #[inline]
+            unsafe fn decode_row(p: *const u8, out: &mut Decoded) {
+                // SAFETY: forwarded from the caller.
+                unsafe { Self::decode(p, out) }
+            }
+
+            #[target_feature(enable = $features)]
+            #[inline]
+            unsafe fn decode(p: *const u8, out: &mut Decoded) {
+                // SAFETY: forwarded from the caller (a block of 54 bytes).
+                unsafe { $crate::arch::x86_64::avx2::ternary::decode_tq1_0(p, out) }
+            }
+
+            #[target_feature(enable = $features)]
+            #[inline]
+            unsafe fn decode_pair<const FULL: bool>(
+                _tail: *const u8,
+                _t: usize,
+                _out: &mut Decoded,
+            ) {
+                unreachable!("TQ1_0 rows are whole octets");
+            }
+
+            #[target_feature(enable = $features)]
+            #[inline]
+            unsafe fn step(acc: __m256i, w: __m256i, a: __m256i) -> __m256i {
+                // SAFETY: the CPU has this format's features.
+                unsafe { $step(acc, w, a) }
+            }
+
+            #[target_feature(enable = $features)]
+            #[inline]
+            unsafe fn widen(acc: __m256i) -> __m256i {
+                // SAFETY: as above.
+                unsafe { $widen(acc) }
+            }
+        }
+    };
+}
+
+pub(in crate::arch::x86_64) use tq1_0_format;
+
+/// `maddubs` step for AVX2 (`unsafe` only to fit [`tq1_0_format!`]).
+///
+/// # Safety
+/// The CPU must have AVX2.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+pub(in crate::arch::x86_64) unsafe fn step_maddubs(
+    acc: __m256i,
+    w: __m256i,
+    a: __m256i,
+) -> __m256i {
+    super::q4::step_nibbles(acc, w, a)
+}
+
+/// i16 pairs to i32 for AVX2 (`unsafe` only to fit [`tq1_0_format!`]).
+///
+/// # Safety
+/// The CPU must have AVX2.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+pub(in crate::arch::x86_64) unsafe fn widen_madd(acc: __m256i) -> __m256i {
+    super::q4::widen_i16(acc)
+}
+
+tq1_0_format!(Tq1_0, "avx2,fma,f16c", 1, step_maddubs, widen_madd);
+
+pub(super) fn rows_tq1_0(w: &QMatrix<'_>, row0: usize, x: &Activations, out: &mut [&mut [f32]]) {
+    // SAFETY: this function is reachable only through the AVX2 table, which `kernels()`
+    // hands out after detecting AVX2, FMA and F16C.
+    unsafe { rows_any::<Tq1_0>(w, row0, x, out) }
+}
 
 pub(super) fn rows_tq2_0(w: &QMatrix<'_>, row0: usize, x: &Activations, out: &mut [&mut [f32]]) {
     // SAFETY: this function is reachable only through the AVX2 table, which `kernels()`
