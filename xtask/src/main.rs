@@ -11,7 +11,7 @@ mod models;
 mod setup;
 mod util;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 const USAGE: &str = "\
 usage: cargo xtask <command>
@@ -96,6 +96,52 @@ fn ci() -> Result<()> {
             "aarch64-unknown-linux-gnu",
         ],
     )?;
+    util::step("kernel tests on wasm32 simd128 under Node's WASI");
+    wasm_kernel_tests()?;
     util::step("all checks passed");
+    Ok(())
+}
+
+/// The wasm32 simd128 kernels: the kernel tests built for `wasm32-wasip1` with simd128
+/// on, run by Node's WASI (Node 22 from the interop peer's packages if Debian's is
+/// older than the 20 that `node:wasi` needs).
+fn wasm_kernel_tests() -> Result<()> {
+    let node22 = util::cache_dir()
+        .join("js")
+        .join("node_modules")
+        .join(".bin")
+        .join("node");
+    let node = if node22.exists() {
+        node22.to_string_lossy().into_owned()
+    } else {
+        "node".to_owned()
+    };
+    let runner = util::workspace_root()
+        .join("kernels-cpu")
+        .join("tools")
+        .join("wasi-run.mjs");
+    let status = std::process::Command::new("cargo")
+        .args([
+            "test",
+            "--locked",
+            "-p",
+            "kernels-cpu",
+            "--target",
+            "wasm32-wasip1",
+        ])
+        .env(
+            "CARGO_TARGET_WASM32_WASIP1_RUNNER",
+            format!("{node} {}", runner.display()),
+        )
+        .env(
+            "CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS",
+            "-C target-feature=+simd128",
+        )
+        .current_dir(util::workspace_root())
+        .status()
+        .context("running cargo test for wasm32-wasip1")?;
+    if !status.success() {
+        bail!("wasm32 kernel tests failed");
+    }
     Ok(())
 }

@@ -16,9 +16,12 @@ const DEBIAN: &[(&str, &[&str])] = &[
         &["gcc-aarch64-linux-gnu", "libc6-dev-arm64-cross"],
     ),
     ("qemu-aarch64", &["qemu-user"]),
+    // npm installs the js-libp2p interop peer (with Node 22 from the `node` npm
+    // package); Debian's nodejs also runs the wasm32 simd128 kernel tests (WASI).
+    ("npm", &["npm", "nodejs"]),
 ];
 
-const RUST_TARGETS: &[&str] = &["aarch64-unknown-linux-gnu"];
+const RUST_TARGETS: &[&str] = &["aarch64-unknown-linux-gnu", "wasm32-wasip1"];
 
 pub(crate) fn all() -> Result<()> {
     rust_targets()?;
