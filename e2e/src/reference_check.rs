@@ -46,7 +46,7 @@ pub fn load(path: &Path, exact: bool, precision: Precision) -> Model {
     let options = LoadOptions {
         threads: 2,
         dequantize_weights: exact,
-        precision,
+        precision: Some(precision),
         ..LoadOptions::default()
     };
     Model::load(path, &options).unwrap()

@@ -156,6 +156,8 @@ fn bitnet_files_run_through_generate_perplexity_and_bench() {
     };
     let a = generate(&[]);
     assert_eq!(a["stats"]["generated_tokens"], 12, "{a}");
+    // BitNet computes with its trained activation quantization unless told otherwise.
+    assert_eq!(a["stats"]["activations"], "int8-per-token", "{a}");
     // Greedy decoding is deterministic, and the speculative path gives the same text.
     let b = generate(&["--draft", &model]);
     assert_eq!(a["tokens"], b["tokens"]);
@@ -361,6 +363,7 @@ fn requantized_output_head_reads_fewer_bytes_and_keeps_the_logits() {
     let options = LoadOptions {
         threads: 2,
         output_head: Some(WeightFormat::Q8_0),
+        precision: Some(Precision::Int16),
         ..LoadOptions::default()
     };
     let q8 = Model::load(&path, &options).unwrap();

@@ -53,9 +53,11 @@ pub struct ModelArgs {
     #[arg(long, short = 't', default_value_t = 0)]
     pub threads: usize,
     /// Activation precision of the integer kernels: int16 keeps the float
-    /// model's answers; int8 (llama.cpp's choice) is faster on batches.
-    #[arg(long, default_value = "int16", value_parser = parse_precision)]
-    pub activations: kernels_cpu::Precision,
+    /// model's answers; int8 (llama.cpp's choice) is faster on batches;
+    /// int8-per-token is BitNet's trained quantization. Default: int8-per-token
+    /// for BitNet models, int16 otherwise.
+    #[arg(long, value_parser = parse_precision)]
+    pub activations: Option<kernels_cpu::Precision>,
     /// Re-encode the output head at load (q8_0, q4_0, q4_1, f16, bf16, f32): fewer
     /// bytes per token when the file stores it wide (e.g. a tied F16 embedding), at a
     /// small change in the logits. Default: as stored.
@@ -231,8 +233,9 @@ pub struct ScoutArgs {
     /// Compute threads (default: one per core).
     #[arg(long, short = 't', default_value_t = 0)]
     pub threads: usize,
-    #[arg(long, default_value = "int16", value_parser = parse_precision)]
-    pub activations: kernels_cpu::Precision,
+    /// Activation precision (default: int8-per-token for BitNet, int16 otherwise).
+    #[arg(long, value_parser = parse_precision)]
+    pub activations: Option<kernels_cpu::Precision>,
     /// Keep the scout's identity in this directory (default: a new one each run).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,

@@ -16,7 +16,7 @@ mod weights;
 pub use config::{Family, FfnActivation, ModelConfig, RopeStyle};
 pub use forward::{Logits, PassBuffers, PassInput, Session};
 pub use kv_cache::KvCache;
-pub use load::{LoadOptions, Model, map_file};
+pub use load::{LoadOptions, Model, default_precision, map_file};
 pub use weights::{LayerWeights, ModelWeights, TensorRef, weight_format};
 
 use shared_protocol::gguf::{GgmlType, GgufError};

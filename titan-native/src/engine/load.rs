@@ -12,7 +12,7 @@ use shared_protocol::tokenizer::Tokenizer;
 
 use super::{ModelConfig, ModelError, ModelWeights};
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct LoadOptions {
     /// Compute threads; 0 means one per available core.
     pub threads: usize,
@@ -21,28 +21,17 @@ pub struct LoadOptions {
     /// Convert every weight to F32 at load so no activation is quantized:
     /// slow and 4 bytes per weight, for checking against float references.
     pub dequantize_weights: bool,
-    /// How matmul inputs are rounded for the integer kernels. The default,
-    /// int16, keeps the float model's results (mean KL < 1e-5 nats from a
-    /// float64 reference on SmolLM2-135M); int8 is llama.cpp's choice, faster
-    /// on batches but 0.005 nats off, enough to flip near-tied greedy picks.
-    pub precision: Precision,
+    /// How matmul inputs are rounded for the integer kernels; `None` picks the
+    /// model family's default ([`default_precision`]). Int16 keeps the float
+    /// model's results (mean KL < 1e-5 nats from a float64 reference on
+    /// SmolLM2-135M); int8 is llama.cpp's choice, faster on batches but 0.005
+    /// nats off, enough to flip near-tied greedy picks.
+    pub precision: Option<Precision>,
     /// Re-encode the output head in this format at load (kept in memory beside the map).
     /// The head is the largest single matrix of small and ternary models (a tied F16
     /// embedding: 252 MB per token for a 2560-wide, 49152-token vocabulary), so Q8_0
     /// halves its bytes per token; it changes the logits slightly, so it is off by default.
     pub output_head: Option<WeightFormat>,
-}
-
-impl Default for LoadOptions {
-    fn default() -> Self {
-        Self {
-            threads: 0,
-            progress: false,
-            dequantize_weights: false,
-            precision: Precision::Int16,
-            output_head: None,
-        }
-    }
 }
 
 /// Where the weight bytes live: the mapped file, or an owned copy converted
@@ -104,6 +93,9 @@ impl Model {
             page_in(&map, options.progress);
             WeightBytes::Mapped(map)
         };
+        let precision = options
+            .precision
+            .unwrap_or_else(|| default_precision(config.family));
         let head = match options.output_head {
             Some(format) if !options.dequantize_weights && format != weights.output.format => Some(
                 super::weights::requantize(&weights.output, store_bytes(&store), format)?,
@@ -130,7 +122,7 @@ impl Model {
             vocab = config.n_vocab,
             threads = pool.current_num_threads(),
             kernels = kernels_cpu::active_path(),
-            activations = options.precision.name(),
+            activations = precision.name(),
             output_head = ?head.as_ref().map_or(weights.output.format, |(_, t)| t.format),
             secs = started.elapsed().as_secs_f32(),
             "model loaded"
@@ -145,7 +137,7 @@ impl Model {
             chat_template,
             pool,
             rope,
-            precision: options.precision,
+            precision,
         })
     }
 
@@ -177,6 +169,17 @@ impl Model {
     pub fn weight_bytes_per_pass(&self) -> usize {
         let head = &self.weights.output;
         self.weights.matrices().map(|t| t.len).sum::<usize>() - head.len + self.output_head().1.len
+    }
+}
+
+/// The activation precision a model family computes with unless told otherwise:
+/// BitNet b1.58 was trained with per-token int8 activations (and bitnet.cpp computes
+/// them so), so its forward pass is defined with them; everything else gets int16, the
+/// float model's results.
+pub fn default_precision(family: super::Family) -> Precision {
+    match family {
+        super::Family::BitNet => Precision::Int8PerToken,
+        super::Family::Llama => Precision::Int16,
     }
 }
 
