@@ -97,7 +97,43 @@ pub fn titan_bin() -> Result<PathBuf> {
                 .and_then(|deps| deps.parent())
                 .ok_or("unexpected test binary location")?;
             let bin = profile_dir.join(format!("titan{}", std::env::consts::EXE_SUFFIX));
-            let status = Command::new(env!("CARGO"))
+            let mut cargo = Command::new(env!("CARGO"));
+            // `cargo test` gives test processes their package's variables
+            // and prepends its directories to the library path; a build
+            // script of the libp2p stack (ring's) tracks such variables, so
+            // passing them on would rebuild half the dependency graph here
+            // and again in the next `cargo test`.
+            for (key, _) in std::env::vars_os() {
+                let k = key.to_string_lossy();
+                if k.starts_with("CARGO_PKG_")
+                    || [
+                        "CARGO_MANIFEST_DIR",
+                        "CARGO_MANIFEST_PATH",
+                        "CARGO_CRATE_NAME",
+                        "CARGO_PRIMARY_PACKAGE",
+                        "CARGO_TARGET_TMPDIR",
+                        "CARGO_BIN_NAME",
+                        "OUT_DIR",
+                    ]
+                    .contains(&k.as_ref())
+                {
+                    cargo.env_remove(&key);
+                }
+            }
+            let target = profile_dir.parent().ok_or("no target dir")?;
+            if let Some(paths) = std::env::var_os("LD_LIBRARY_PATH") {
+                let kept: Vec<PathBuf> = std::env::split_paths(&paths)
+                    .filter(|p| {
+                        !p.starts_with(target) && !p.to_string_lossy().contains("/toolchains/")
+                    })
+                    .collect();
+                if kept.is_empty() {
+                    cargo.env_remove("LD_LIBRARY_PATH");
+                } else if let Ok(joined) = std::env::join_paths(kept) {
+                    cargo.env("LD_LIBRARY_PATH", joined);
+                }
+            }
+            let status = cargo
                 .args(["build", "--quiet", "-p", "titan-native", "--bin", "titan"])
                 .args(if profile_dir.ends_with("release") {
                     &["--release"][..]

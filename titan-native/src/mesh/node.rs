@@ -16,7 +16,7 @@ use libp2p::request_response::{self, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify, kad, ping};
 use shared_protocol::wire::DecodeError;
-use shared_protocol::wire::gossip::{GossipMessage, TOPIC_WORK};
+use shared_protocol::wire::gossip::{GossipMessage, TOPIC_WORK, TOPIC_WORK_RESULT};
 use shared_protocol::wire::verify::{Drafts, RejectReason, Request, Response, VerdictMsg, Work};
 use tokio::sync::mpsc;
 
@@ -145,6 +145,7 @@ pub async fn start(
         assigned: HashMap::new(),
         awaiting: HashMap::new(),
         known: HashMap::new(),
+        results: HashMap::new(),
         bootstrapped: false,
     };
     tokio::spawn(node.run());
@@ -188,6 +189,9 @@ struct Node {
     awaiting: HashMap<u64, Awaiting>,
     /// What each scout holds of each session's context.
     known: HashMap<(PeerId, u64), Vec<u32>>,
+    /// Drafted and accepted tokens per scout and session, published on
+    /// `shard-work-result` when the session ends.
+    results: HashMap<(PeerId, u64), (u64, u64)>,
     bootstrapped: bool,
 }
 
@@ -517,8 +521,14 @@ impl Node {
                 };
                 self.book().drafted(&a.peer, a.drafts.len(), accepted);
                 let key = (a.peer, a.session);
+                if self.results.len() < MAX_KNOWN_CONTEXTS || self.results.contains_key(&key) {
+                    let r = self.results.entry(key).or_default();
+                    r.0 += a.drafts.len() as u64;
+                    r.1 += accepted as u64;
+                }
                 if done {
                     self.known.remove(&key);
+                    self.publish_result(key);
                 } else if let Some(k) = self.known.get_mut(&key) {
                     k.extend_from_slice(&a.drafts[..accepted.min(a.drafts.len())]);
                     k.push(next);
@@ -610,6 +620,15 @@ impl Node {
             self.abandon(work, format!("scout {peer} disconnected"));
         }
         self.known.retain(|(p, _), _| *p != peer);
+        let ended: Vec<_> = self
+            .results
+            .keys()
+            .filter(|(p, _)| *p == peer)
+            .copied()
+            .collect();
+        for key in ended {
+            self.publish_result(key);
+        }
         self.expire_pulls();
     }
 
@@ -620,6 +639,23 @@ impl Node {
         } else {
             self.bootstrapped = self.swarm.behaviour_mut().kad.bootstrap().is_ok();
         }
+    }
+
+    /// Tells the mesh what a scout's drafting for a session came to.
+    fn publish_result(&mut self, key: (PeerId, u64)) {
+        let Some((drafted, accepted)) = self.results.remove(&key) else {
+            return;
+        };
+        let message = GossipMessage::WorkResult {
+            session: key.1,
+            scout: key.0.to_bytes(),
+            drafted: drafted.min(u64::from(u32::MAX)) as u32,
+            accepted: accepted.min(u64::from(u32::MAX)) as u32,
+        };
+        let _ = self.swarm.behaviour_mut().gossipsub.publish(
+            gossipsub::IdentTopic::new(TOPIC_WORK_RESULT),
+            message.encode(),
+        );
     }
 
     fn publish_offer(&mut self) {

@@ -128,38 +128,52 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// Connects, identifies, measures, and (with `abuse`) misbehaves; returns
 /// a JSON report.
 pub async fn run(options: ProbeOptions) -> Result<Value> {
-    let mut swarm = new_swarm().await?;
-    super::behaviour::prepare_dial(&mut swarm, &options.connect)?;
-    // Let the listener come up before the clock starts.
-    if options
-        .connect
-        .iter()
-        .any(|p| matches!(p, Protocol::WebRTCDirect))
-    {
-        until(
+    // The native webrtc-direct transport (alpha) now and then stalls in the
+    // handshake on a loaded machine, and a stalled attempt poisons its UDP
+    // socket: up to three attempts, each from a fresh node, reported.
+    let mut attempts = 0;
+    let (mut swarm, t0, peer) = loop {
+        attempts += 1;
+        let mut swarm = new_swarm().await?;
+        super::behaviour::prepare_dial(&mut swarm, &options.connect)?;
+        // Let the listener come up before the clock starts.
+        if options
+            .connect
+            .iter()
+            .any(|p| matches!(p, Protocol::WebRTCDirect))
+        {
+            until(
+                &mut swarm,
+                Duration::from_secs(5),
+                "a webrtc listener",
+                |_, e| matches!(e, SwarmEvent::NewListenAddr { .. }).then_some(()),
+            )
+            .await?;
+        }
+        let t0 = Instant::now();
+        swarm
+            .dial(options.connect.clone())
+            .with_context(|| format!("dialing {}", options.connect))?;
+        let outcome = until(
             &mut swarm,
-            Duration::from_secs(5),
-            "a webrtc listener",
-            |_, e| matches!(e, SwarmEvent::NewListenAddr { .. }).then_some(()),
+            Duration::from_secs(20),
+            "a connection",
+            |_, e| match e {
+                SwarmEvent::ConnectionEstablished { peer_id, .. } => Some(Ok(peer_id)),
+                SwarmEvent::OutgoingConnectionError { error, .. } => Some(Err(error.to_string())),
+                _ => None,
+            },
         )
         .await?;
-    }
-    let t0 = Instant::now();
-    swarm
-        .dial(options.connect.clone())
-        .with_context(|| format!("dialing {}", options.connect))?;
-    let peer = until(
-        &mut swarm,
-        Duration::from_secs(20),
-        "a connection",
-        |_, e| match e {
-            SwarmEvent::ConnectionEstablished { peer_id, .. } => Some(Ok(peer_id)),
-            SwarmEvent::OutgoingConnectionError { error, .. } => Some(Err(error.to_string())),
-            _ => None,
-        },
-    )
-    .await?
-    .map_err(|e| anyhow::anyhow!("connecting to {}: {e}", options.connect))?;
+        match outcome {
+            Ok(peer) => break (swarm, t0, peer),
+            Err(e) if attempts >= 3 => bail!("connecting to {}: {e}", options.connect),
+            Err(e) => tracing::warn!(
+                "connecting to {} (attempt {attempts}): {e}",
+                options.connect
+            ),
+        }
+    };
     let connected_ms = t0.elapsed().as_secs_f64() * 1e3;
     let info = until(
         &mut swarm,
@@ -206,6 +220,7 @@ pub async fn run(options: ProbeOptions) -> Result<Value> {
         "agent_version": info.agent_version,
         "protocols": info.protocols.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "connect_ms": connected_ms,
+        "connect_attempts": attempts,
         "identify_ms": identified_ms,
         "k": options.k,
         "rounds": rtts.len(),
