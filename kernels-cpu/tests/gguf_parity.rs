@@ -162,7 +162,7 @@ fn quantize_and_dequantize_match_gguf_py_byte_for_byte() {
     );
 }
 
-/// The numpy notes on the ternary layouts (`e2e/reference/ternary_reference_draft.py`,
+/// The numpy notes on the ternary layouts (`e2e/reference/ternary_layouts.py`,
 /// written from ggml-common.h, ggml-quants.c and bitnet.cpp's ggml-bitnet-mad.cpp): their
 /// I2_S quantizer must write our bytes, and their dequantizers must read our TQ1_0, TQ2_0
 /// and I2_S bytes as we do.
@@ -202,7 +202,7 @@ fn ternary_layouts_match_the_numpy_reference_notes() {
         i2_s::quantize_tensor(&x, rows, cols),
     );
     let draft = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../e2e/reference/ternary_reference_draft.py");
+        .join("../e2e/reference/ternary_layouts.py");
     let mut child = Command::new(python())
         .arg("-c")
         .arg(TERNARY_SCRIPT)

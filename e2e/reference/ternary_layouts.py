@@ -1,3 +1,9 @@
+"""numpy versions of the ternary layouts (TQ1_0, TQ2_0 from llama.cpp; I2_S from bitnet.cpp)
+and of bitnet.cpp's and llama.cpp's ternary dot products, written from the upstream sources
+(see docs/bitnet.md). kernels-cpu/tests/gguf_parity.rs checks the Rust layouts and
+quantizers against these.
+"""
+
 import numpy as np
 
 QK_K = 256
