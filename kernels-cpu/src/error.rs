@@ -8,7 +8,7 @@ use crate::WeightFormat;
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum KernelError {
     /// The number of columns is not a multiple of the format's block length.
-    #[error("{format:?} needs cols to be a multiple of {block_len}, got cols = {cols}")]
+    #[error("{format} needs cols to be a multiple of {block_len}, got cols = {cols}")]
     ColsNotBlockMultiple {
         format: WeightFormat,
         cols: usize,
@@ -17,7 +17,7 @@ pub enum KernelError {
     /// The weight bytes do not hold exactly
     /// [`WeightFormat::tensor_bytes`]`(rows, cols)` bytes (`rows × row_bytes(cols)`, plus
     /// the 32-byte scale tail for I2_S).
-    #[error("{format:?} matrix {rows}×{cols} needs {expected} bytes, got {got}")]
+    #[error("{format} matrix {rows}×{cols} needs {expected} bytes, got {got}")]
     DataSize {
         format: WeightFormat,
         rows: usize,
@@ -26,7 +26,7 @@ pub enum KernelError {
         got: usize,
     },
     /// `rows × row_bytes(cols)` does not fit in `usize`.
-    #[error("{format:?} matrix {rows}×{cols} is too large to address")]
+    #[error("{format} matrix {rows}×{cols} is too large to address")]
     TooLarge {
         format: WeightFormat,
         rows: usize,
@@ -55,11 +55,11 @@ pub enum KernelError {
         got: usize,
     },
     /// I2_S's per-tensor scale (the first 4 bytes of the tail) is NaN or infinite.
-    #[error("{format:?} tensor scale is {} (bits {bits:#010x}), not a finite number", f32::from_bits(*bits))]
+    #[error("{format} tensor scale is {} (bits {bits:#010x}), not a finite number", f32::from_bits(*bits))]
     NonFiniteTensorScale { format: WeightFormat, bits: u32 },
     /// A block scale is NaN or infinite ([`crate::QMatrix::validate`]).
     #[error(
-        "{format:?} row {row} block {block} has scale {} (f16 bits {bits:#06x}), not a finite number",
+        "{format} row {row} block {block} has scale {} (f16 bits {bits:#06x}), not a finite number",
         half::f16::from_bits(*bits)
     )]
     NonFiniteScale {
@@ -71,7 +71,7 @@ pub enum KernelError {
     /// A 2-bit code of a ternary format is 3, which stands for no value in {−1, 0, 1}
     /// ([`crate::QMatrix::validate`]).
     #[error(
-        "{format:?} row {row} column {col} holds the 2-bit code 3; ternary codes are 0, 1 and 2 (−1, 0, +1)"
+        "{format} row {row} column {col} holds the 2-bit code 3; ternary codes are 0, 1 and 2 (−1, 0, +1)"
     )]
     InvalidTernaryCode {
         format: WeightFormat,

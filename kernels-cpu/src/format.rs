@@ -121,3 +121,26 @@ impl WeightFormat {
         self.block_len() > 1
     }
 }
+
+impl WeightFormat {
+    /// The upstream type name (`"Q4_0"`, `"TQ2_0"`, `"I2_S"`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightFormat::F32 => "F32",
+            WeightFormat::F16 => "F16",
+            WeightFormat::BF16 => "BF16",
+            WeightFormat::Q8_0 => "Q8_0",
+            WeightFormat::Q4_0 => "Q4_0",
+            WeightFormat::Q4_1 => "Q4_1",
+            WeightFormat::Tq1_0 => "TQ1_0",
+            WeightFormat::Tq2_0 => "TQ2_0",
+            WeightFormat::I2S => "I2_S",
+        }
+    }
+}
+
+impl std::fmt::Display for WeightFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
