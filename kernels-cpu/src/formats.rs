@@ -15,6 +15,7 @@ pub mod i2_s;
 pub mod q4_0;
 pub mod q4_1;
 pub mod q8_0;
+mod ternary_blocks;
 pub mod tq1_0;
 pub mod tq2_0;
 

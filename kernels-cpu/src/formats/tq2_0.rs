@@ -21,8 +21,16 @@
 
 use half::f16;
 
-use super::{f16_at, round_half_away};
+use super::round_half_away;
 use crate::activations::QRow;
+
+/// This format's block layout for the code shared with TQ1_0.
+const LAYOUT: super::ternary_blocks::Layout = super::ternary_blocks::Layout {
+    name: "tq2_0",
+    block_bytes: BLOCK_BYTES,
+    scale_at: 64,
+    code,
+};
 
 /// Values per block (ggml's `QK_K`).
 pub const BLOCK_LEN: usize = 256;
@@ -119,20 +127,7 @@ pub fn quantize_row_bytes(x: &[f32]) -> Vec<u8> {
 /// # Panics
 /// If the lengths do not match.
 pub fn dequantize_row(bytes: &[u8], out: &mut [f32]) {
-    assert_eq!(
-        bytes.len() / BLOCK_BYTES * BLOCK_LEN,
-        out.len(),
-        "tq2_0 byte lengths"
-    );
-    for (b, o) in bytes
-        .chunks_exact(BLOCK_BYTES)
-        .zip(out.chunks_exact_mut(BLOCK_LEN))
-    {
-        let d = f16_at(b, 64);
-        for (i, o) in o.iter_mut().enumerate() {
-            *o = d * f32::from(code(b, i) as i8 - 1);
-        }
-    }
+    LAYOUT.dequantize_row(bytes, out);
 }
 
 /// Scalar reference: `Σ_j d_w · d_a,j · Σ_i (c_ji − 1) · q_a,ji` over the 32-value
@@ -142,23 +137,7 @@ pub fn dequantize_row(bytes: &[u8], out: &mut [f32]) {
 /// # Panics
 /// If `w` is not `a.blocks() / 8` blocks long.
 pub fn vec_dot(w: &[u8], a: QRow<'_>) -> f32 {
-    assert_eq!(
-        w.len() * 8,
-        a.blocks() * BLOCK_BYTES,
-        "tq2_0::vec_dot lengths"
-    );
-    let mut sum = 0.0f32;
-    for (i, b) in w.chunks_exact(BLOCK_BYTES).enumerate() {
-        let dw = f16_at(b, 64);
-        for s in 0..8 {
-            let ab = a.block(8 * i + s);
-            let p: i32 = (0..32)
-                .map(|e| (i32::from(code(b, 32 * s + e)) - 1) * i32::from(ab.qs[e]))
-                .sum();
-            sum += dw * ab.d * p as f32;
-        }
-    }
-    sum
+    LAYOUT.vec_dot(w, a)
 }
 
 #[cfg(test)]
