@@ -181,28 +181,16 @@ pub fn titan(args: &[&str]) -> Result<TitanRun> {
 /// Encodes `values` (rows of `cols`) in a weight format's byte layout, with
 /// the kernels' reference quantizers.
 pub fn quantize(format: kernels_cpu::WeightFormat, values: &[f32], cols: usize) -> Vec<u8> {
-    use kernels_cpu::WeightFormat as F;
-    use kernels_cpu::formats::{float, i2_s, q4_0, q4_1, q8_0, tq1_0, tq2_0};
-    if format == F::I2S {
-        return i2_s::quantize_tensor(values, values.len() / cols, cols);
-    }
+    let Some(encode) = format.row_encoder() else {
+        return kernels_cpu::formats::i2_s::quantize_tensor(values, values.len() / cols, cols);
+    };
     let row_bytes = format.row_bytes(cols);
     let mut out = vec![0u8; values.len() / cols * row_bytes];
     for (x, o) in values
         .chunks_exact(cols)
         .zip(out.chunks_exact_mut(row_bytes))
     {
-        match format {
-            F::F32 => float::quantize_row_f32(x, o),
-            F::F16 => float::quantize_row_f16(x, o),
-            F::BF16 => float::quantize_row_bf16(x, o),
-            F::Q8_0 => q8_0::quantize_row_bytes(x, o),
-            F::Q4_0 => q4_0::quantize_row_bytes(x, o),
-            F::Q4_1 => q4_1::quantize_row_bytes(x, o),
-            F::Tq1_0 => o.copy_from_slice(&tq1_0::quantize_row_bytes(x)),
-            F::Tq2_0 => o.copy_from_slice(&tq2_0::quantize_row_bytes(x)),
-            F::I2S => unreachable!("returned above"),
-        }
+        encode(x, o);
     }
     out
 }

@@ -144,3 +144,27 @@ impl std::fmt::Display for WeightFormat {
         f.write_str(self.name())
     }
 }
+
+/// Encodes one row of f32 values into a format's bytes (`x`, `out`).
+pub type RowEncoder = fn(&[f32], &mut [u8]);
+
+impl WeightFormat {
+    /// The reference encoder of one row of this format (`x.len()` a multiple of
+    /// [`block_len`](Self::block_len), `out` [`row_bytes`](Self::row_bytes) long), or
+    /// `None` for I2_S, whose scale belongs to the whole tensor
+    /// ([`crate::formats::i2_s::quantize_tensor`]).
+    pub fn row_encoder(self) -> Option<RowEncoder> {
+        use crate::formats::{float, q4_0, q4_1, q8_0, tq1_0, tq2_0};
+        Some(match self {
+            WeightFormat::F32 => float::quantize_row_f32,
+            WeightFormat::F16 => float::quantize_row_f16,
+            WeightFormat::BF16 => float::quantize_row_bf16,
+            WeightFormat::Q8_0 => q8_0::quantize_row_bytes,
+            WeightFormat::Q4_0 => q4_0::quantize_row_bytes,
+            WeightFormat::Q4_1 => q4_1::quantize_row_bytes,
+            WeightFormat::Tq1_0 => |x, out| out.copy_from_slice(&tq1_0::quantize_row_bytes(x)),
+            WeightFormat::Tq2_0 => |x, out| out.copy_from_slice(&tq2_0::quantize_row_bytes(x)),
+            WeightFormat::I2S => return None,
+        })
+    }
+}

@@ -287,19 +287,15 @@ pub(super) fn requantize(
     src: &[u8],
     format: WeightFormat,
 ) -> Result<(Vec<u8>, TensorRef), ModelError> {
-    use kernels_cpu::formats::{float, q4_0, q4_1, q8_0};
     use rayon::prelude::*;
-    let encode: fn(&[f32], &mut [u8]) = match format {
-        WeightFormat::F32 => float::quantize_row_f32,
-        WeightFormat::F16 => float::quantize_row_f16,
-        WeightFormat::BF16 => float::quantize_row_bf16,
-        WeightFormat::Q8_0 => q8_0::quantize_row_bytes,
-        WeightFormat::Q4_0 => q4_0::quantize_row_bytes,
-        WeightFormat::Q4_1 => q4_1::quantize_row_bytes,
-        other => {
+    // The head is re-encoded per row; I2_S (one scale per tensor) and the ternary formats
+    // (which only hold −1, 0, +1) cannot carry an embedding.
+    let encode = match format.row_encoder() {
+        Some(encode) if !format.is_ternary() => encode,
+        _ => {
             return Err(ModelError::BadHyperparameter {
                 key: "output head format".into(),
-                value: format!("{other:?} (supported: f32, f16, bf16, q8_0, q4_0, q4_1)"),
+                value: format!("{format:?} (supported: f32, f16, bf16, q8_0, q4_0, q4_1)"),
             });
         }
     };
