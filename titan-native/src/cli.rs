@@ -66,20 +66,10 @@ pub struct ModelArgs {
 }
 
 fn parse_head_format(s: &str) -> Result<kernels_cpu::WeightFormat, String> {
-    use kernels_cpu::WeightFormat as F;
-    Ok(match s.to_ascii_lowercase().as_str() {
-        "f32" => F::F32,
-        "f16" => F::F16,
-        "bf16" => F::BF16,
-        "q8_0" => F::Q8_0,
-        "q4_0" => F::Q4_0,
-        "q4_1" => F::Q4_1,
-        _ => {
-            return Err(format!(
-                "{s:?} is not one of q8_0, q4_0, q4_1, f16, bf16, f32"
-            ));
-        }
-    })
+    kernels_cpu::WeightFormat::ALL
+        .into_iter()
+        .find(|f| !f.is_ternary() && f.name().eq_ignore_ascii_case(s))
+        .ok_or_else(|| format!("{s:?} is not one of q8_0, q4_0, q4_1, f16, bf16, f32"))
 }
 
 fn parse_precision(s: &str) -> Result<kernels_cpu::Precision, String> {
