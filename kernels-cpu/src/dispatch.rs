@@ -13,6 +13,7 @@ use std::sync::OnceLock;
 use crate::{
     KernelError, QMatrix, WeightFormat,
     activations::{Activations, QOctet, QPair},
+    attention::{self, AttendFn, HeadRows},
     matmul,
 };
 
@@ -100,6 +101,7 @@ pub struct Kernels {
     pub(crate) tq1_0: RowsFn,
     pub(crate) tq2_0: RowsFn,
     pub(crate) i2_s: RowsFn,
+    pub(crate) attend: AttendFn,
 }
 
 impl Kernels {
@@ -130,6 +132,24 @@ impl Kernels {
         y: &mut [f32],
     ) -> Result<(), KernelError> {
         matmul::matmul(self, w, x, y)
+    }
+
+    /// [`crate::attend`] with these kernels.
+    ///
+    /// # Errors
+    /// As [`crate::attend`].
+    pub fn attend(
+        &self,
+        q: &[f32],
+        k: HeadRows<'_>,
+        v: HeadRows<'_>,
+        scale: f32,
+        scores: &mut Vec<f32>,
+        out: &mut [f32],
+    ) -> Result<(), KernelError> {
+        attention::check(q, &k, &v, scores, out)?;
+        (self.attend)(q, k, v, scale, scores, out);
+        Ok(())
     }
 
     /// [`crate::matmul_many`] with these kernels.

@@ -78,4 +78,29 @@ pub enum KernelError {
         row: usize,
         col: usize,
     },
+    /// A [`crate::HeadRows`] view that does not fit its data: an empty head, a head past
+    /// the end of a row, or rows past the end of the slice.
+    #[error(
+        "head rows do not fit: {rows} rows of stride {stride} with a head of {head_dim} at offset {offset} in {len} values"
+    )]
+    HeadRows {
+        len: usize,
+        stride: usize,
+        offset: usize,
+        head_dim: usize,
+        rows: usize,
+    },
+    /// [`crate::attend`] arguments that disagree: query, output, key and value head
+    /// dimensions must be equal, and there must be as many keys as values, at least one.
+    #[error(
+        "attention shapes disagree: query {query}, out {out}, key dim {key_dim}, value dim {value_dim}, {keys} keys, {values} values"
+    )]
+    AttentionShape {
+        query: usize,
+        out: usize,
+        key_dim: usize,
+        value_dim: usize,
+        keys: usize,
+        values: usize,
+    },
 }

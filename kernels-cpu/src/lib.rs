@@ -26,6 +26,9 @@
 //! - Quantize / dequantize for every format, byte-identical to ggml's `quantize_row_*_ref`
 //!   and gguf-py's `quants.py` (tests check it against gguf-py), and bitnet.cpp's
 //!   `quantize_i2_s` for I2_S.
+//! - [`attend`]: one query row's attention over one head of a KV cache (scores, softmax,
+//!   weighted values), with a scalar reference, AVX2+FMA and NEON paths; a position's result
+//!   does not depend on how many rows share the pass.
 //! - [`QMatrix::validate`]: a load-time scan for bytes a format cannot hold (ternary code
 //!   3, NaN or infinite block scales).
 //!
@@ -47,7 +50,8 @@
 //! into L1 scratch, as for the other formats.
 //!
 //! What it does not do:
-//! - no attention, normalization, RoPE, softmax or sampling (the engine owns the graph);
+//! - no normalization, RoPE or sampling, and attention only as one (query row, head)
+//!   kernel ([`attend`]): the engine owns the graph;
 //! - no thread pool of its own: work runs on the caller's rayon pool (`pool.install`);
 //! - no file I/O and no weight repacking: a [`QMatrix`] borrows the GGUF bytes as they are
 //!   (I2_S included: [`QMatrix::new`] takes the whole tensor, scale tail and all);
@@ -57,6 +61,7 @@
 
 mod activations;
 mod arch;
+mod attention;
 mod dispatch;
 mod error;
 mod format;
@@ -67,6 +72,7 @@ mod reference;
 mod validate;
 
 pub use activations::{Activations, Precision, Q16_MAX, QBlock, QRow};
+pub use attention::{HeadRows, attend};
 pub use dispatch::{
     ENV_VAR, KernelPath, Kernels, active_kernels, active_path, available_paths, kernels,
 };

@@ -21,6 +21,7 @@ pub(crate) static KERNELS: Kernels = Kernels {
     tq1_0: rows_tq1_0,
     tq2_0: rows_tq2_0,
     i2_s: rows_i2_s,
+    attend: crate::attention::attend_scalar,
 };
 
 fn rows_q8(

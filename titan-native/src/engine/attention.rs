@@ -3,7 +3,7 @@
 
 use rayon::prelude::*;
 
-use super::ops::{axpy, dot, softmax};
+use kernels_cpu::{HeadRows, attend};
 
 /// Head layout shared by every sequence of a pass.
 pub(super) struct HeadShape {
@@ -51,16 +51,13 @@ pub(super) fn attention(shape: &HeadShape, seqs: &[SequenceKv<'_>], q: &[f32], o
             let n_ctx = seq.start + (row - seq.rows.start) + 1;
             let g = h / group;
             let qh = &q[row * q_width + h * head_dim..][..head_dim];
-            scores.clear();
-            scores.extend(
-                (0..n_ctx)
-                    .map(|j| dot(qh, &seq.k[j * kv_width + g * head_dim..][..head_dim]) * scale),
-            );
-            softmax(scores);
-            o.fill(0.0);
-            for (j, &p) in scores.iter().enumerate() {
-                axpy(o, p, &seq.v[j * kv_width + g * head_dim..][..head_dim]);
-            }
+            // The cache holds every position up to the pass's last row, each row
+            // `kv_width` wide: the views and the call cannot fail.
+            let k = HeadRows::new(seq.k, kv_width, g * head_dim, head_dim, n_ctx)
+                .expect("the key cache holds every position of the pass");
+            let v = HeadRows::new(seq.v, kv_width, g * head_dim, head_dim, n_ctx)
+                .expect("the value cache holds every position of the pass");
+            attend(qh, k, v, scale, scores, o).expect("head shapes agree");
         });
 }
 

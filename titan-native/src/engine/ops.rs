@@ -25,34 +25,12 @@ pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
-/// `y += a * x`
-#[inline]
-pub(super) fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
-    for (y, x) in y.iter_mut().zip(x) {
-        *y += a * x;
-    }
-}
-
 /// `out = x / sqrt(mean(x²) + eps) * weight`
 pub(super) fn rms_norm(out: &mut [f32], x: &[f32], weight: &[f32], eps: f32) {
     let ss = dot(x, x) / x.len() as f32;
     let scale = 1.0 / (ss + eps).sqrt();
     for ((o, x), w) in out.iter_mut().zip(x).zip(weight) {
         *o = x * scale * w;
-    }
-}
-
-/// Numerically stable softmax in place.
-pub(super) fn softmax(x: &mut [f32]) {
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0f32;
-    for v in x.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
-    }
-    let inv = 1.0 / sum;
-    for v in x.iter_mut() {
-        *v *= inv;
     }
 }
 
@@ -146,14 +124,6 @@ mod tests {
             let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
             assert!((dot(&a, &b) - naive).abs() <= 1e-3 * naive.abs().max(1.0));
         }
-    }
-
-    #[test]
-    fn softmax_sums_to_one_and_survives_large_inputs() {
-        let mut x = vec![1000.0, 1001.0, 999.0];
-        softmax(&mut x);
-        assert!((x.iter().sum::<f32>() - 1.0).abs() < 1e-6);
-        assert!(x[1] > x[0] && x[0] > x[2]);
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! F16 weights use the scalar kernel (`float16x4_t` is not stable in Rust yet), and the
 //! activation quantizers are the scalar ones (bit-exact by construction).
 
+mod attention;
 mod float;
 mod quant;
 mod ternary;
@@ -40,6 +41,7 @@ static KERNELS: Kernels = Kernels {
     tq1_0: ternary::plain::rows_tq1_0,
     tq2_0: ternary::plain::rows_tq2_0,
     i2_s: ternary::plain::rows_i2_s,
+    attend: attention::attend,
 };
 
 static KERNELS_DOTPROD: Kernels = Kernels {
@@ -55,6 +57,7 @@ static KERNELS_DOTPROD: Kernels = Kernels {
     tq1_0: ternary::dotprod::rows_tq1_0,
     tq2_0: ternary::dotprod::rows_tq2_0,
     i2_s: ternary::dotprod::rows_i2_s,
+    attend: attention::attend,
 };
 
 /// The NEON table, if this CPU can run it.

@@ -41,6 +41,7 @@ static KERNELS: Kernels = Kernels {
     tq1_0: rows_tq1_0,
     tq2_0: rows_tq2_0,
     i2_s: rows_i2_s,
+    attend: crate::attention::attend_scalar,
 };
 
 /// The simd128 table (this module is compiled only with `simd128` enabled).

@@ -21,6 +21,7 @@
 //! than 16 vector registers). Each (row, batch row) result comes from the same instruction
 //! sequence whatever the tile, so results do not depend on the batch or the thread count.
 
+pub(super) mod attention;
 pub(super) mod float;
 pub(super) mod q4;
 pub(super) mod q8_0;
@@ -51,6 +52,7 @@ static KERNELS: Kernels = Kernels {
     tq1_0: ternary::rows_tq1_0,
     tq2_0: ternary::rows_tq2_0,
     i2_s: ternary::rows_i2_s,
+    attend: attention::attend,
 };
 
 /// Whether this CPU has every feature the functions of this module are compiled for.

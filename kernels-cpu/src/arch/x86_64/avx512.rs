@@ -39,6 +39,7 @@ static KERNELS: Kernels = Kernels {
     tq1_0: rows_tq1_0,
     tq2_0: rows_tq2_0,
     i2_s: rows_i2_s,
+    attend: avx2::attention::attend,
 };
 
 /// Whether this CPU has every feature the functions of this module are compiled for.
