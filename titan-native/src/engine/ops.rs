@@ -85,9 +85,20 @@ impl Rope {
     }
 
     /// `(cos, sin)` for every pair at `pos`.
+    #[cfg(test)]
     pub(super) fn table(&self, pos: usize, cos: &mut Vec<f32>, sin: &mut Vec<f32>) {
         cos.clear();
         sin.clear();
+        self.extend_table(pos, cos, sin);
+    }
+
+    /// Rotation pairs per head: the length of one position's table.
+    pub(super) fn pairs(&self) -> usize {
+        self.inv_freq.len()
+    }
+
+    /// Appends the table of position `pos` to `cos` and `sin`.
+    pub(super) fn extend_table(&self, pos: usize, cos: &mut Vec<f32>, sin: &mut Vec<f32>) {
         for &f in &self.inv_freq {
             let (s, c) = (pos as f64 * f).sin_cos();
             cos.push(c as f32);
