@@ -268,14 +268,18 @@ fn validate_rejects_non_finite_block_scales() {
 #[test]
 fn integer_valued_ternary_problems_give_identical_results_on_every_path() {
     let mut rng = rng(24);
-    for (precision, amax) in [(Precision::Int8, 127), (Precision::Int16, 32512)] {
+    for (precision, amax) in [
+        (Precision::Int8, 127),
+        (Precision::Int16, 32512),
+        (Precision::Int8PerToken, 127),
+    ] {
         for f in TERNARY {
             for (rows, cols, batch) in [(9, 2560, 1), (13, 768, 6), (5, 2304, 9)] {
                 let cols = fit_cols(f, cols);
-                let lim = if precision == Precision::Int8 {
-                    127
-                } else {
+                let lim = if precision == Precision::Int16 {
                     64
+                } else {
+                    127
                 };
                 let mut x: Vec<f32> = (0..batch * cols)
                     .map(|_| rng.random_range(-lim..=lim) as f32)
@@ -300,7 +304,7 @@ fn integer_valued_ternary_problems_give_identical_results_on_every_path() {
                         row.iter().zip(xb).map(|(w, x)| w * x).sum::<f32>()
                     })
                     .collect();
-                if precision == Precision::Int8 {
+                if precision != Precision::Int16 {
                     assert_eq!(want, exact, "{f:?}: the scalar answer is the exact one");
                 }
                 for k in tables() {
