@@ -129,6 +129,29 @@ impl Behaviour {
             verify,
         })
     }
+
+    /// Puts an identified peer's listen addresses (at most 16) in the DHT
+    /// routing table if it speaks kademlia, and, while `bootstrapped` is
+    /// false, tries a bootstrap (setting it on success). Returns whether it
+    /// tried, so a caller can start its first queries alongside.
+    pub fn learn_dht_peer(
+        &mut self,
+        peer: &libp2p::PeerId,
+        info: &identify::Info,
+        bootstrapped: &mut bool,
+    ) -> bool {
+        if !info.protocols.iter().any(|p| p.as_ref() == KAD_PROTOCOL) {
+            return false;
+        }
+        for addr in info.listen_addrs.iter().take(16) {
+            self.kad.add_address(peer, addr.clone());
+        }
+        if *bootstrapped {
+            return false;
+        }
+        *bootstrapped = self.kad.bootstrap().is_ok();
+        true
+    }
 }
 
 /// Peer scoring: invalid messages (bad signatures, undecodable payloads

@@ -24,7 +24,7 @@ use super::behaviour::{Behaviour, BehaviourEvent, Limits, build_swarm};
 use super::codec::VerifyRequest;
 use super::peers::{GossipEntry, PeerBook, now_secs};
 use super::work::{FromMesh, MeshLink, ToMesh, WorkUnit, claim};
-use super::{KAD_PROTOCOL, Role, identity, model_key};
+use super::{Role, identity, model_key};
 use crate::server::metrics::Metrics;
 use crate::server::scheduler::Inbox;
 
@@ -269,18 +269,9 @@ impl Node {
         match event {
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 self.book().identified(&peer_id, &info);
-                let speaks_kad = info.protocols.iter().any(|p| p.as_ref() == KAD_PROTOCOL);
-                if speaks_kad {
-                    for addr in info.listen_addrs.iter().take(16) {
-                        self.swarm
-                            .behaviour_mut()
-                            .kad
-                            .add_address(&peer_id, addr.clone());
-                    }
-                    if !self.bootstrapped {
-                        self.bootstrapped = self.swarm.behaviour_mut().kad.bootstrap().is_ok();
-                    }
-                }
+                self.swarm
+                    .behaviour_mut()
+                    .learn_dht_peer(&peer_id, &info, &mut self.bootstrapped);
             }
             BehaviourEvent::Ping(ping::Event {
                 peer,

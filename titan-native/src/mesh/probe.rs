@@ -348,32 +348,22 @@ async fn abuse(swarm: &mut ProbeSwarm, peer: PeerId, options: &ProbeOptions) -> 
     });
 
     // After all that, an honest request still gets its answer.
-    let after = if swarm.is_connected(&peer) {
-        ask(
-            swarm,
-            peer,
-            VerifyRequest::Msg(Request::PullWork {
-                model: "no-such-model".into(),
-                max_k: 8,
-            }),
-        )
-        .await?
-    } else {
+    if !swarm.is_connected(&peer) {
         swarm.dial(options.connect.clone())?;
         until(swarm, Duration::from_secs(10), "a reconnection", |_, e| {
             matches!(e, SwarmEvent::ConnectionEstablished { .. }).then_some(())
         })
         .await?;
-        ask(
-            swarm,
-            peer,
-            VerifyRequest::Msg(Request::PullWork {
-                model: "no-such-model".into(),
-                max_k: 8,
-            }),
-        )
-        .await?
-    };
+    }
+    let after = ask(
+        swarm,
+        peer,
+        VerifyRequest::Msg(Request::PullWork {
+            model: "no-such-model".into(),
+            max_k: 8,
+        }),
+    )
+    .await?;
     out["after"] = describe(&after);
     Ok(out)
 }

@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 
 use super::behaviour::{Behaviour, BehaviourEvent, Limits, build_swarm};
 use super::codec::VerifyRequest;
-use super::{KAD_PROTOCOL, Role, identity, model_key};
+use super::{Role, identity, model_key};
 use crate::engine::{Model, PassBuffers, Session};
 use crate::generate::feed_prompts;
 
@@ -191,18 +191,11 @@ impl Scout {
     fn on_behaviour(&mut self, event: BehaviourEvent) {
         match event {
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
-                if info.protocols.iter().any(|p| p.as_ref() == KAD_PROTOCOL) {
-                    for addr in info.listen_addrs.iter().take(16) {
-                        self.swarm
-                            .behaviour_mut()
-                            .kad
-                            .add_address(&peer_id, addr.clone());
-                    }
-                    if !self.bootstrapped {
-                        self.bootstrapped = self.swarm.behaviour_mut().kad.bootstrap().is_ok();
-                        let key = model_key(&self.options.model_id);
-                        self.swarm.behaviour_mut().kad.get_providers(key);
-                    }
+                let behaviour = self.swarm.behaviour_mut();
+                if behaviour.learn_dht_peer(&peer_id, &info, &mut self.bootstrapped) {
+                    behaviour
+                        .kad
+                        .get_providers(model_key(&self.options.model_id));
                 }
                 let titan = Role::from_agent_version(&info.agent_version) == Role::Titan
                     && info.protocols.iter().any(|p| p.as_ref() == VERIFY_PROTOCOL);
