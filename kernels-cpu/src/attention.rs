@@ -84,6 +84,7 @@ impl<'a> HeadRows<'a> {
     }
 
     /// A pointer to row `j` (`j < rows`): `head_dim` values are readable from it.
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     pub(crate) fn row_ptr(&self, j: usize) -> *const f32 {
         debug_assert!(j < self.rows);
         // In bounds: checked in `new` for every j < rows.
@@ -144,6 +145,37 @@ pub(crate) fn check(
         scores.resize(k.rows, 0.0);
     }
     Ok(())
+}
+
+/// The softmax `exp` of the SIMD paths, for `x ≤ 0`: `x = n·ln 2 + r` with `ln 2` split
+/// in two (Cody–Waite), Cephes' degree-5 polynomial for `expf` on `|r| ≤ ln 2 / 2`, then
+/// `2ⁿ` through the exponent bits; lanes below [`exp::MIN`] (`ln 2⁻¹²⁶`) are 0. One set of
+/// constants, so every path evaluates the same formula.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub(crate) mod exp {
+    /// Below this, `exp` is 0 (the smallest normal power of two is `2⁻¹²⁶`).
+    pub(crate) const MIN: f32 = -87.336_54;
+    /// `ln 2 = LN2_HI + LN2_LO`, the high part exact in few bits.
+    pub(crate) const LN2_HI: f32 = 0.693_359_4;
+    pub(crate) const LN2_LO: f32 = -2.121_944_4e-4;
+    /// Horner coefficients of `(e^r − 1 − r) / r²`, highest degree first.
+    pub(crate) const POLY: [f32; 6] = [
+        1.987_569_1e-4,
+        1.398_199_9e-3,
+        8.333_452e-3,
+        4.166_579_6e-2,
+        1.666_666_5e-1,
+        0.5,
+    ];
+}
+
+/// The last, partial group of `N` scores, padded with −∞ (whose exp is 0), for the
+/// SIMD paths' softmax.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub(crate) fn padded_scores<const N: usize>(tail: &[f32]) -> [f32; N] {
+    let mut lanes = [f32::NEG_INFINITY; N];
+    lanes[..tail.len()].copy_from_slice(tail);
+    lanes
 }
 
 /// The scalar reference: plain sequential sums, `f32::exp`.

@@ -13,30 +13,22 @@
 
 use std::arch::aarch64::*;
 
-use crate::attention::{HeadRows, attend_scalar};
+use crate::attention::{HeadRows, attend_scalar, exp, padded_scores};
 
-/// `exp(x)` for every lane, for `x ≤ 0`: lanes below `ln(2⁻¹²⁶)` (−∞ included) are 0.
-/// The AVX2 path's algorithm: Cody–Waite reduction by `ln 2`, Cephes' degree-5
-/// polynomial, `2ⁿ` through the exponent bits.
+/// `exp(x)` for every lane, for `x ≤ 0`, as [`crate::attention::exp`] describes.
 #[inline]
 fn exp_nonpositive(x: float32x4_t) -> float32x4_t {
     // SAFETY: NEON is part of the aarch64 baseline.
     unsafe {
-        let min = vdupq_n_f32(-87.336_54);
+        let min = vdupq_n_f32(exp::MIN);
         let underflow = vcltq_f32(x, min);
         let x = vmaxq_f32(x, min);
         let n = vrndnq_f32(vmulq_n_f32(x, std::f32::consts::LOG2_E));
-        let r = vfmsq_f32(x, n, vdupq_n_f32(0.693_359_4));
-        let r = vfmsq_f32(r, n, vdupq_n_f32(-2.121_944_4e-4));
-        let mut p = vdupq_n_f32(1.987_569_1e-4);
-        for c in [
-            1.398_199_9e-3,
-            8.333_452e-3,
-            4.166_579_6e-2,
-            1.666_666_5e-1,
-            0.5,
-        ] {
-            p = vfmaq_f32(vdupq_n_f32(c), p, r);
+        let r = vfmsq_f32(x, n, vdupq_n_f32(exp::LN2_HI));
+        let r = vfmsq_f32(r, n, vdupq_n_f32(exp::LN2_LO));
+        let mut p = vdupq_n_f32(exp::POLY[0]);
+        for c in &exp::POLY[1..] {
+            p = vfmaq_f32(vdupq_n_f32(*c), p, r);
         }
         let y = vfmaq_f32(vaddq_f32(r, vdupq_n_f32(1.0)), vmulq_f32(p, r), r);
         let pow2n = vreinterpretq_f32_s32(vshlq_n_s32::<23>(vaddq_s32(
@@ -56,13 +48,6 @@ fn load4(s: &[f32]) -> float32x4_t {
     assert!(s.len() >= 4, "4 values");
     // SAFETY: 4 values are readable (asserted).
     unsafe { vld1q_f32(s.as_ptr()) }
-}
-
-/// The last, partial group of scores, padded with −∞ (whose exp is 0).
-fn padded(tail: &[f32]) -> [f32; 4] {
-    let mut lanes = [f32::NEG_INFINITY; 4];
-    lanes[..tail.len()].copy_from_slice(tail);
-    lanes
 }
 
 /// [`crate::attention::AttendFn`] for NEON (arguments checked by the caller).
@@ -110,12 +95,18 @@ pub(in crate::arch) fn attend(
     let whole = rows / 4 * 4;
     // SAFETY: NEON is baseline.
     unsafe {
+        // The partial last group, padded once (the loops below leave it alone).
+        let tail = if whole < rows {
+            Some(load4(&padded_scores::<4>(&scores[whole..])))
+        } else {
+            None
+        };
         let mut vmax = vdupq_n_f32(f32::NEG_INFINITY);
         for c in (0..whole).step_by(4) {
             vmax = vmaxq_f32(vmax, load4(&scores[c..]));
         }
-        if whole < rows {
-            vmax = vmaxq_f32(vmax, load4(&padded(&scores[whole..])));
+        if let Some(t) = tail {
+            vmax = vmaxq_f32(vmax, t);
         }
         let max = vdupq_n_f32(vmaxvq_f32(vmax));
         let mut vsum = vdupq_n_f32(0.0);
@@ -124,8 +115,8 @@ pub(in crate::arch) fn attend(
             vsum = vaddq_f32(vsum, e);
             vst1q_f32(scores[c..c + 4].as_mut_ptr(), e);
         }
-        if whole < rows {
-            let e = exp_nonpositive(vsubq_f32(load4(&padded(&scores[whole..])), max));
+        if let Some(t) = tail {
+            let e = exp_nonpositive(vsubq_f32(t, max));
             vsum = vaddq_f32(vsum, e);
             let mut lanes = [0.0f32; 4];
             vst1q_f32(lanes.as_mut_ptr(), e);

@@ -16,33 +16,25 @@
 use std::arch::x86_64::*;
 
 use super::hsum8;
-use crate::attention::{HeadRows, attend_scalar};
+use crate::attention::{HeadRows, attend_scalar, exp, padded_scores};
 
-/// `exp(x)` for every lane, for `x ≤ 0` (softmax arguments after the max is removed):
-/// lanes below `ln(2⁻¹²⁶)` (−∞ included) are 0. Range reduction `x = n·ln 2 + r` with
-/// `ln 2` split in two (Cody–Waite), then Cephes' degree-5 polynomial for `expf` on
-/// `|r| ≤ ln 2 / 2`, and `2ⁿ` through the exponent bits.
+/// `exp(x)` for every lane, for `x ≤ 0` (softmax arguments after the max is removed),
+/// as [`crate::attention::exp`] describes.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 fn exp_nonpositive(x: __m256) -> __m256 {
-    let min = _mm256_set1_ps(-87.336_54);
+    let min = _mm256_set1_ps(exp::MIN);
     let underflow = _mm256_cmp_ps::<_CMP_LT_OQ>(x, min);
     let x = _mm256_max_ps(x, min);
     let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(
         x,
         _mm256_set1_ps(std::f32::consts::LOG2_E),
     ));
-    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_359_4), x);
-    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.121_944_4e-4), r);
-    let mut p = _mm256_set1_ps(1.987_569_1e-4);
-    for c in [
-        1.398_199_9e-3,
-        8.333_452e-3,
-        4.166_579_6e-2,
-        1.666_666_5e-1,
-        0.5,
-    ] {
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(exp::LN2_HI), x);
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(exp::LN2_LO), r);
+    let mut p = _mm256_set1_ps(exp::POLY[0]);
+    for c in &exp::POLY[1..] {
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(*c));
     }
     let y = _mm256_fmadd_ps(
         _mm256_mul_ps(p, r),
@@ -121,12 +113,18 @@ unsafe fn attend_simd(
 
     // Softmax over the scores, in place: the max, exp(s − max), their sum, the scaling.
     let whole = rows / 8 * 8;
+    // The partial last group, padded once (the loops below leave it alone).
+    let tail = if whole < rows {
+        Some(load8(&padded_scores::<8>(&scores[whole..])))
+    } else {
+        None
+    };
     let mut vmax = _mm256_set1_ps(f32::NEG_INFINITY);
     for c in (0..whole).step_by(8) {
         vmax = _mm256_max_ps(vmax, load8(&scores[c..]));
     }
-    if whole < rows {
-        vmax = _mm256_max_ps(vmax, load8(&padded(&scores[whole..])));
+    if let Some(t) = tail {
+        vmax = _mm256_max_ps(vmax, t);
     }
     let mut m8 = [0.0f32; 8];
     // SAFETY: `m8` holds 8 values.
@@ -139,8 +137,8 @@ unsafe fn attend_simd(
         // SAFETY: scores[c..c + 8] is in bounds (c + 8 <= whole).
         unsafe { _mm256_storeu_ps(scores[c..].as_mut_ptr(), e) };
     }
-    if whole < rows {
-        let e = exp_nonpositive(_mm256_sub_ps(load8(&padded(&scores[whole..])), max));
+    if let Some(t) = tail {
+        let e = exp_nonpositive(_mm256_sub_ps(t, max));
         vsum = _mm256_add_ps(vsum, e);
         let mut lanes = [0.0f32; 8];
         // SAFETY: `lanes` holds 8 values.
@@ -194,13 +192,6 @@ fn load8(s: &[f32]) -> __m256 {
     assert!(s.len() >= 8, "8 values");
     // SAFETY: 8 values are readable (asserted); loadu has no alignment need.
     unsafe { _mm256_loadu_ps(s.as_ptr()) }
-}
-
-/// The last, partial group of scores, padded with −∞ (whose exp is 0).
-fn padded(tail: &[f32]) -> [f32; 8] {
-    let mut lanes = [f32::NEG_INFINITY; 8];
-    lanes[..tail.len()].copy_from_slice(tail);
-    lanes
 }
 
 #[cfg(test)]
