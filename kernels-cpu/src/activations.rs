@@ -100,6 +100,40 @@ pub struct Activations {
     pairs8: Vec<QPair<1>>,
     octets16: Vec<QOctet<2>>,
     pairs16: Vec<QPair<2>>,
+    natural: Natural,
+}
+
+/// Per-token int8 rows for the 2-bit ternary formats, also kept in plain value order
+/// (a 2-bit byte's four planes are four runs of 32 consecutive values, so a plain run
+/// feeds a masked plane with no shuffle), with per-lane sums: the SIMD kernels that read
+/// them sum a whole 256-value block in integers and convert once.
+#[derive(Clone, Default)]
+struct Natural {
+    /// Row stride in values: `cols` rounded up to 256, the padding zero.
+    stride: usize,
+    /// `batch × stride` quantized values from `offset` on (64-byte aligned: unaligned
+    /// 32-byte loads that cross cache lines cost a third of the kernel's speed).
+    q: Vec<i8>,
+    offset: usize,
+    /// `batch × stride / 256 × 8`: for each 256-value block, lane `i`'s sum of values
+    /// `32v + 4i .. 32v + 4i + 4` over its eight runs `v` (what one i32 lane of the
+    /// integer dot product adds up).
+    lane_sums: Vec<i32>,
+    /// The per-token scale of each row.
+    scale: Vec<f32>,
+}
+
+/// One row of [`Natural`] values ([`Activations::natural_row`]).
+// Only the x86_64 AVX-512 VNNI kernels read natural rows.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct NaturalRow<'a> {
+    /// Quantized values, a multiple of 256 (zero-padded).
+    pub(crate) q: &'a [i8],
+    /// Eight lane sums per 256 values.
+    pub(crate) lane_sums: &'a [i32],
+    /// The per-token scale.
+    pub(crate) scale: f32,
 }
 
 impl std::fmt::Debug for Activations {
@@ -176,6 +210,7 @@ impl Activations {
         self.cols = cols;
         let kind = self.kind_for(format);
         self.kind = Some(kind);
+        self.natural.stride = 0;
         let (no, np) = row_layout(cols / QK);
         let rows = x.chunks_exact(cols.max(1)).take(batch);
         match kind {
@@ -198,6 +233,12 @@ impl Activations {
                     let p = &mut self.pairs8[b * np..(b + 1) * np];
                     quantize(xb, o, p);
                 }
+                if kernels.ternary_natural
+                    && self.precision == Precision::Int8PerToken
+                    && matches!(format, WeightFormat::Tq2_0 | WeightFormat::I2S)
+                {
+                    self.fill_natural();
+                }
             }
             Kind::Int16 => {
                 self.octets16.resize(batch * no, QOctet::ZERO);
@@ -209,6 +250,62 @@ impl Activations {
                 }
             }
         }
+    }
+
+    /// Copies the per-token int8 rows into [`Natural`] order, with their lane sums.
+    fn fill_natural(&mut self) {
+        let (batch, cols) = (self.batch, self.cols);
+        let stride = cols.next_multiple_of(256);
+        let mut n = std::mem::take(&mut self.natural);
+        n.stride = stride;
+        n.q.clear();
+        n.q.resize(batch * stride + 64, 0);
+        n.offset = n.q.as_ptr().align_offset(64).min(64);
+        n.lane_sums.clear();
+        n.lane_sums.resize(batch * stride / 32, 0);
+        n.scale.clear();
+        let blocks = cols / QK;
+        for b in 0..batch {
+            let row = QRow::int8(
+                Parts::<1>::octets(self, b),
+                Parts::<1>::pairs(self, b),
+                blocks,
+            );
+            let q = &mut n.q[n.offset + b * stride..][..stride];
+            for j in 0..blocks {
+                let blk = row.block(j);
+                for (dst, &v) in q[j * QK..(j + 1) * QK].iter_mut().zip(&blk.qs) {
+                    // Per-token values are int8 (|q| ≤ 127).
+                    *dst = v as i8;
+                }
+            }
+            n.scale.push(if blocks > 0 { row.block(0).d } else { 0.0 });
+            let sums = &mut n.lane_sums[b * stride / 32..(b + 1) * stride / 32];
+            for (blk, s) in q.chunks_exact(256).zip(sums.chunks_exact_mut(8)) {
+                for (i, s) in s.iter_mut().enumerate() {
+                    *s = (0..8)
+                        .flat_map(|v| &blk[32 * v + 4 * i..32 * v + 4 * i + 4])
+                        .map(|&v| i32::from(v))
+                        .sum();
+                }
+            }
+        }
+        self.natural = n;
+    }
+
+    /// Row `b` in plain value order, if these are per-token activations prepared for
+    /// TQ2_0 or I2_S.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(crate) fn natural_row(&self, b: usize) -> Option<NaturalRow<'_>> {
+        let n = &self.natural;
+        if n.stride == 0 || b >= self.batch {
+            return None;
+        }
+        Some(NaturalRow {
+            q: &n.q[n.offset + b * n.stride..][..n.stride],
+            lane_sums: &n.lane_sums[b * n.stride / 32..(b + 1) * n.stride / 32],
+            scale: n.scale[b],
+        })
     }
 
     fn kind_for(&self, format: WeightFormat) -> Kind {

@@ -102,6 +102,9 @@ pub struct Kernels {
     pub(crate) tq2_0: RowsFn,
     pub(crate) i2_s: RowsFn,
     pub(crate) attend: AttendFn,
+    /// The TQ2_0 and I2_S kernels also read per-token activations in plain value order
+    /// (`Activations` then keeps that copy; other paths skip it).
+    pub(crate) ternary_natural: bool,
 }
 
 impl Kernels {

@@ -45,7 +45,11 @@
 //! blocks, so one dword broadcast and one mask per vector give the octet order
 //! (`arch/x86_64/avx2/ternary.rs`); TQ1_0's base-3 bytes are decoded with two byte compares
 //! per trit and transposed. Codes go into the integer dot products as they are and the
-//! offset of 1 is removed exactly as `Σc·q − S`. Weights are not repacked: the kernels read
+//! offset of 1 is removed exactly as `Σc·q − S`. With per-token activations (BitNet's),
+//! TQ2_0 and I2_S rows also get the activations in plain value order with per-lane sums:
+//! the AVX-512 VNNI path then masks each loaded byte vector to one 2-bit plane (a run of
+//! 32 consecutive values, no shuffle) and sums a whole 256-value block in integers before
+//! one conversion (`arch/x86_64/natural.rs`). Weights are not repacked: the kernels read
 //! the GGUF bytes (0 bytes of extra memory); batched calls decode a few KiB per thread
 //! into L1 scratch, as for the other formats.
 //!

@@ -22,6 +22,7 @@ pub(crate) static KERNELS: Kernels = Kernels {
     tq2_0: rows_tq2_0,
     i2_s: rows_i2_s,
     attend: crate::attention::attend_scalar,
+    ternary_natural: false,
 };
 
 fn rows_q8(

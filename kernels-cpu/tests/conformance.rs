@@ -315,10 +315,12 @@ fn matmul_equals_row_by_row_matvec_exactly() {
         for (rows, cols) in [(37, if f.is_quantized() { 288 } else { 75 }), (9, 2336)] {
             let cols = fit_cols(f, cols);
             let w = raw_weights(&mut rng, f, rows, cols);
-            for (batch, precision) in [2, 3, 4, 5, 8, 17]
+            // Every batch tile shape (1–4 rows) with every precision: the per-token
+            // ternary kernels have their own tiles.
+            let pairs = [2, 3, 4, 5, 8, 17]
                 .into_iter()
-                .zip(PRECISIONS.iter().cycle())
-            {
+                .flat_map(|b| PRECISIONS.iter().map(move |p| (b, p)));
+            for (batch, precision) in pairs {
                 let x = activations(&mut rng, batch * cols);
                 for k in tables() {
                     let case = Case {

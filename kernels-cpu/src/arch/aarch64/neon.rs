@@ -42,6 +42,7 @@ static KERNELS: Kernels = Kernels {
     tq2_0: ternary::plain::rows_tq2_0,
     i2_s: ternary::plain::rows_i2_s,
     attend: attention::attend,
+    ternary_natural: false,
 };
 
 static KERNELS_DOTPROD: Kernels = Kernels {
@@ -58,6 +59,7 @@ static KERNELS_DOTPROD: Kernels = Kernels {
     tq2_0: ternary::dotprod::rows_tq2_0,
     i2_s: ternary::dotprod::rows_i2_s,
     attend: attention::attend,
+    ternary_natural: false,
 };
 
 /// The NEON table, if this CPU can run it.

@@ -42,6 +42,7 @@ static KERNELS: Kernels = Kernels {
     tq2_0: rows_tq2_0,
     i2_s: rows_i2_s,
     attend: crate::attention::attend_scalar,
+    ternary_natural: false,
 };
 
 /// The simd128 table (this module is compiled only with `simd128` enabled).

@@ -53,6 +53,7 @@ static KERNELS: Kernels = Kernels {
     tq2_0: ternary::rows_tq2_0,
     i2_s: ternary::rows_i2_s,
     attend: attention::attend,
+    ternary_natural: false,
 };
 
 /// Whether this CPU has every feature the functions of this module are compiled for.

@@ -40,6 +40,7 @@ static KERNELS: Kernels = Kernels {
     tq2_0: rows_tq2_0,
     i2_s: rows_i2_s,
     attend: avx2::attention::attend,
+    ternary_natural: true,
 };
 
 /// Whether this CPU has every feature the functions of this module are compiled for.
@@ -295,11 +296,17 @@ fn rows_q4_1(w: &QMatrix<'_>, row0: usize, x: &Activations, out: &mut [&mut [f32
 }
 
 fn rows_tq2_0(w: &QMatrix<'_>, row0: usize, x: &Activations, out: &mut [&mut [f32]]) {
+    if x.natural_row(0).is_some() {
+        return super::natural::rows_tq2_0(w, row0, x, out);
+    }
     // SAFETY: see above.
     unsafe { rows_any::<Tq2_0>(w, row0, x, out) }
 }
 
 fn rows_i2_s(w: &QMatrix<'_>, row0: usize, x: &Activations, out: &mut [&mut [f32]]) {
+    if x.natural_row(0).is_some() {
+        return super::natural::rows_i2_s(w, row0, x, out);
+    }
     // SAFETY: see above.
     unsafe { rows_any::<I2S>(w, row0, x, out) }
 }
