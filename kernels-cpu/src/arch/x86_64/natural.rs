@@ -234,10 +234,10 @@ unsafe fn rows<const I2S: bool>(
         }
         return;
     }
-    // Larger batches: two rows at a time decoded into codes (8 vectors per block), by
-    // column chunks of CHUNK_BLOCKS blocks so the codes (4 KiB) and the 4 activation rows
-    // of a batch tile (8 KiB) meet in L1, each weight vector loaded once per batch tile
-    // and used against all 4 rows. The accumulators of every batch tile are parked
+    // Larger batches: two rows at a time decoded into codes (8 vectors per block), in
+    // equal column chunks of at most CHUNK_BLOCKS blocks so the codes (4 KiB) and the 4
+    // activation rows of a batch tile (8 KiB) meet in L1, each weight vector loaded once
+    // per batch tile and used against all 4 rows. The accumulators of every batch tile are parked
     // between chunks: each (row, batch row) still adds its blocks in order, as a batch of
     // one does. (Whole rows of 6912 columns spilled to L2 and ran 20–30% slower.)
     let zero = _mm256_setzero_si256();
@@ -270,9 +270,10 @@ unsafe fn rows<const I2S: bool>(
             for i in 0..2 {
                 let row = next_row + i;
                 if row < nrows {
-                    let from = (row * rb + next_o * block_bytes).min(rows.len());
-                    let to = (from + chunk * block_bytes).min((row + 1) * rb);
-                    prefetch(rows[from..to.max(from)].as_ptr(), to.saturating_sub(from));
+                    // next_o < blocks, so the chunk starts inside the row.
+                    let from = row * rb + next_o * block_bytes;
+                    let len = (chunk * block_bytes).min((row + 1) * rb - from);
+                    prefetch(rows.as_ptr().wrapping_add(from), len);
                 }
             }
             for (t, tile) in acts.chunks(4).enumerate() {
