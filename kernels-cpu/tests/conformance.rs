@@ -311,8 +311,15 @@ fn matmul_equals_row_by_row_matvec_exactly() {
     let mut rng = rng(6);
     for f in WeightFormat::ALL {
         // 288 columns: one octet and half a pair; 2336: column blocks of octets, then a
-        // block of tail.
-        for (rows, cols) in [(37, if f.is_quantized() { 288 } else { 75 }), (9, 2336)] {
+        // block of tail. Float formats: 75 columns (9 groups of 8, then 3) over 37 rows
+        // (row blocks of 8, then 5), and 2347, whose last column block ends in a partial
+        // set of chains and a 3-column tail.
+        let shapes = if f.is_quantized() {
+            [(37, 288), (9, 2336)]
+        } else {
+            [(37, 75), (9, 2347)]
+        };
+        for (rows, cols) in shapes {
             let cols = fit_cols(f, cols);
             let w = raw_weights(&mut rng, f, rows, cols);
             // Every batch tile shape (1–4 rows) with every precision: the per-token

@@ -8,8 +8,10 @@
 //! exactly. With 32 vector registers, batches of two or more run two weight rows per tile,
 //! so each activation load serves both.
 //!
-//! The weight decoders, the float formats and the activation quantizers are the AVX2
-//! ones.
+//! The weight decoders and the activation quantizers are the AVX2 ones; the float
+//! formats have 512-bit kernels of their own ([`float`]).
+
+mod float;
 
 use std::arch::x86_64::*;
 
@@ -30,9 +32,9 @@ static KERNELS: Kernels = Kernels {
     path: KernelPath::Avx512Vnni,
     quantize8: avx2::quantize::quantize_row_q8,
     quantize16: avx2::quantize::quantize_row_q16,
-    f32: avx2::float::rows_f32,
-    f16: avx2::float::rows_f16,
-    bf16: avx2::float::rows_bf16,
+    f32: float::rows_f32,
+    f16: float::rows_f16,
+    bf16: float::rows_bf16,
     q8_0: rows_q8_0,
     q4_0: rows_q4_0,
     q4_1: rows_q4_1,

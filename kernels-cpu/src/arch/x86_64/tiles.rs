@@ -223,6 +223,33 @@ pub(super) fn prefetch(p: *const u8, len: usize) {
 /// from L2.
 pub(super) const COL_OCTETS: usize = 8;
 
+/// Runs `$body` with the constant `$B` bound to `$n`, the size of a batch tile (1 to 4;
+/// anything else runs as 1).
+macro_rules! with_batch_tile {
+    ($n:expr, |$B:ident| $body:block) => {{
+        match $n {
+            4 => {
+                const $B: usize = 4;
+                $body
+            }
+            3 => {
+                const $B: usize = 3;
+                $body
+            }
+            2 => {
+                const $B: usize = 2;
+                $body
+            }
+            _ => {
+                const $B: usize = 1;
+                $body
+            }
+        }
+    }};
+}
+
+pub(super) use with_batch_tile;
+
 /// Defines, in the invoking module, the tile loops and `rows_q` (a chunk of rows for every
 /// batch row) compiled for `$features`, with tiles of `$rows` weight rows (1 or 2) × up
 /// to 4 batch rows.
@@ -499,29 +526,6 @@ macro_rules! q8_driver {
             let mut scratch = vec![Decoded::zero(); $rows * slots];
             // One accumulator set per batch tile of 4, kept across column blocks.
             let mut accs = vec![[[_mm256_setzero_ps(); 4]; $rows]; batch.div_ceil(4)];
-            // Runs `$body` with `$B` bound to the size of batch tile `$t` (4, or the rest).
-            macro_rules! with_tile {
-                ($t:expr, |$B:ident| $body:block) => {{
-                    match (batch - 4 * $t).min(4) {
-                        4 => {
-                            const $B: usize = 4;
-                            $body
-                        }
-                        3 => {
-                            const $B: usize = 3;
-                            $body
-                        }
-                        2 => {
-                            const $B: usize = 2;
-                            $body
-                        }
-                        _ => {
-                            const $B: usize = 1;
-                            $body
-                        }
-                    }
-                }};
-            }
             // Rows r..r+R against every batch row: column block by column block, the
             // rows' items are decoded into `scratch` and meet every batch tile; the last
             // block carries the tail pairs.
@@ -576,7 +580,7 @@ macro_rules! q8_driver {
                             dec[i] = &scratch[i * slots..(i + 1) * slots];
                         }
                         for (t, tile_acc) in accs.iter_mut().enumerate() {
-                            with_tile!(t, |B| {
+                            super::tiles::with_batch_tile!((batch - 4 * t).min(4), |B| {
                                 let mut a = [acts[4 * t]; B];
                                 let mut acc = [[_mm256_setzero_ps(); B]; $R];
                                 for j in 0..B {
