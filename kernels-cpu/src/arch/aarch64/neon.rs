@@ -12,8 +12,9 @@
 //! dot-product chain, and the two are combined in integers (`255·Σw·h + Σw·l`) before the
 //! scales are applied.
 //!
-//! F16 weights use the scalar kernel (`float16x4_t` is not stable in Rust yet), and the
-//! activation quantizers are the scalar ones (bit-exact by construction).
+//! F16 weights are widened to f32 in integer steps ([`f16_bits_to_f32`]: `float16x4_t`
+//! is not stable in Rust yet), and the activation quantizers are the scalar ones
+//! (bit-exact by construction).
 
 mod attention;
 mod float;
@@ -25,7 +26,6 @@ use std::arch::aarch64::*;
 use crate::{
     activations::quantize_row,
     dispatch::{KernelPath, Kernels},
-    reference,
 };
 
 static KERNELS: Kernels = Kernels {
@@ -33,7 +33,7 @@ static KERNELS: Kernels = Kernels {
     quantize8: quantize_row::<1>,
     quantize16: quantize_row::<2>,
     f32: float::rows_f32,
-    f16: reference::rows_f16,
+    f16: float::rows_f16,
     bf16: float::rows_bf16,
     q8_0: quant::plain::rows_q8_0,
     q4_0: quant::plain::rows_q4_0,
@@ -50,7 +50,7 @@ static KERNELS_DOTPROD: Kernels = Kernels {
     quantize8: quantize_row::<1>,
     quantize16: quantize_row::<2>,
     f32: float::rows_f32,
-    f16: reference::rows_f16,
+    f16: float::rows_f16,
     bf16: float::rows_bf16,
     q8_0: quant::dotprod::rows_q8_0,
     q4_0: quant::dotprod::rows_q4_0,
