@@ -95,6 +95,19 @@ pub(in crate::arch::x86_64) const ROW_BLOCK: usize = 8;
 /// Accumulator chains of one (row, batch row).
 type Chains = [__m256; CHAINS];
 
+/// Prefetches column groups `g0 .. g0 + n` of weight row `row` into L2: batched tiles
+/// request the same columns of the next row block while the current one computes, since
+/// the hardware prefetcher does not follow [`ROW_BLOCK`] interleaved streams (a batch of
+/// 8 on a 49152×2560 F16 head waited on DRAM for most of its time without this). Into
+/// L1 (`T0`), the lines evicted the batch's activations and ran slower.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+pub(in crate::arch::x86_64) fn prefetch_columns<W: FloatWeights>(row: &[u8], g0: usize, n: usize) {
+    for line in row[8 * g0 * W::BYTES..8 * (g0 + n) * W::BYTES].chunks(64) {
+        _mm_prefetch::<_MM_HINT_T1>(line.as_ptr().cast());
+    }
+}
+
 /// Adds columns `c .. c + 8` of one weight row times `B` activation rows to chain `k`.
 ///
 /// # Safety
@@ -157,7 +170,7 @@ fn dot_groups<W: FloatWeights, const B: usize>(
 /// column order.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn finish<W: FloatWeights>(acc: Chains, w: &[u8], x: &[f32]) -> f32 {
+pub(in crate::arch::x86_64) fn finish<W: FloatWeights>(acc: Chains, w: &[u8], x: &[f32]) -> f32 {
     let [a0, a1, a2, a3] = acc;
     let mut s = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
     for c in x.len() / 8 * 8..x.len() {
@@ -206,14 +219,7 @@ fn rows_float<W: FloatWeights>(
             for i in 0..rn {
                 let wr = row(r0 + i);
                 if r0 + ROW_BLOCK + i < nrows {
-                    // The same columns of the next block's row, requested while this
-                    // block computes: the hardware prefetcher does not follow
-                    // ROW_BLOCK interleaved streams (a batch of 8 on the 49152×2560 F16
-                    // head waited on DRAM for most of its time without this).
-                    let span = 8 * g0 * W::BYTES..8 * (g0 + n) * W::BYTES;
-                    for line in row(r0 + ROW_BLOCK + i)[span].chunks(64) {
-                        _mm_prefetch::<_MM_HINT_T1>(line.as_ptr().cast());
-                    }
+                    prefetch_columns::<W>(row(r0 + ROW_BLOCK + i), g0, n);
                 }
                 let acc = &mut parked[i * batch..(i + 1) * batch];
                 let mut b = 0;

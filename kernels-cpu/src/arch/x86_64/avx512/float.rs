@@ -199,19 +199,19 @@ fn upper(z: __m512) -> __m256 {
     _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(z)))
 }
 
-/// The dot product from the chains of one (row, batch row), in the AVX2 kernels' order,
-/// plus the `cols % 8` tail in column order.
+/// The dot product from the chains of one (row, batch row): the AVX2 kernels' finish on
+/// the four chains the two registers hold.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
 #[inline]
 fn finish<W: Wide>(acc: Chains, w: &[u8], x: &[f32]) -> f32 {
     let [z0, z1] = acc;
-    let c01 = _mm256_add_ps(_mm512_castps512_ps256(z0), upper(z0));
-    let c23 = _mm256_add_ps(_mm512_castps512_ps256(z1), upper(z1));
-    let mut s = avx2::hsum(_mm256_add_ps(c01, c23));
-    for c in x.len() / 8 * 8..x.len() {
-        s += W::scalar(&w[c * W::BYTES..]) * x[c];
-    }
-    s
+    let chains = [
+        _mm512_castps512_ps256(z0),
+        upper(z0),
+        _mm512_castps512_ps256(z1),
+        upper(z1),
+    ];
+    avx2::float::finish::<W>(chains, w, x)
 }
 
 /// Rows `r .. r + R` of a row block (accumulators `parked[i·batch ..]` for row `r0 + i`)
@@ -272,12 +272,8 @@ fn rows_float<W: Wide>(w: &QMatrix<'_>, row0: usize, x: &Activations, out: &mut 
         parked.fill(zero);
         for g0 in (0..groups).step_by(COL_BLOCK / 8) {
             let n = (COL_BLOCK / 8).min(groups - g0);
-            // The same columns of the next block's rows, as in the AVX2 kernels.
-            let span = 8 * g0 * W::BYTES..8 * (g0 + n) * W::BYTES;
             for r in (r0 + ROW_BLOCK..r0 + ROW_BLOCK + rn).filter(|&r| r < nrows) {
-                for line in row(r)[span.clone()].chunks(64) {
-                    _mm_prefetch::<_MM_HINT_T1>(line.as_ptr().cast());
-                }
+                avx2::float::prefetch_columns::<W>(row(r), g0, n);
             }
             let mut i = 0;
             while i + 2 <= rn {
