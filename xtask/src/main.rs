@@ -19,7 +19,7 @@ usage: cargo xtask <command>
 commands:
   demo            fetch the default model if absent, build the titan and serve it (OpenAI API)
   ci              install everything, then run the whole test suite (what .ci/run runs)
-  setup           install test prerequisites (Rust targets, Debian packages, Python venv, models)
+  setup           install test prerequisites (Rust targets, Debian packages incl. lavapipe, Python venv, models)
   fetch-models    download the default model (SmolLM2-135M-Instruct Q4_1) into the cache
   bench [WHAT]    benchmarks: kernels, titan (prefill/decode/verify), bitnet, spec, load, mesh; all by default
 ";
@@ -94,6 +94,21 @@ fn ci() -> Result<()> {
             "kernels-cpu",
             "--target",
             "aarch64-unknown-linux-gnu",
+        ],
+    )?;
+    util::step("GPU kernels for the browser (wasm32-unknown-unknown, WebGPU)");
+    util::run(
+        "cargo",
+        &[
+            "clippy",
+            "--locked",
+            "-p",
+            "kernels-wgsl",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--",
+            "-D",
+            "warnings",
         ],
     )?;
     util::step("kernel tests on wasm32 simd128 under Node's WASI");

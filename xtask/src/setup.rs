@@ -21,7 +21,18 @@ const DEBIAN: &[(&str, &[&str])] = &[
     ("npm", &["npm", "nodejs"]),
 ];
 
-const RUST_TARGETS: &[&str] = &["aarch64-unknown-linux-gnu", "wasm32-wasip1"];
+/// Debian packages of the GPU tests: Mesa's lavapipe (a Vulkan driver on the CPU) and
+/// the Vulkan loader, which wgpu opens. Proved present by lavapipe's ICD file.
+const LAVAPIPE: &[&str] = &["mesa-vulkan-drivers", "libvulkan1"];
+const LAVAPIPE_ICD_DIR: &str = "/usr/share/vulkan/icd.d";
+
+/// aarch64 for the NEON kernel tests, wasm32-wasip1 for the simd128 ones, and
+/// wasm32-unknown-unknown for the browser build of the GPU kernels.
+const RUST_TARGETS: &[&str] = &[
+    "aarch64-unknown-linux-gnu",
+    "wasm32-wasip1",
+    "wasm32-unknown-unknown",
+];
 
 pub(crate) fn all() -> Result<()> {
     rust_targets()?;
@@ -44,11 +55,14 @@ fn rust_targets() -> Result<()> {
 }
 
 fn debian_packages() -> Result<()> {
-    let missing: Vec<&str> = DEBIAN
+    let mut missing: Vec<&str> = DEBIAN
         .iter()
         .filter(|(cmd, _)| !util::have(cmd))
         .flat_map(|(_, pkgs)| pkgs.iter().copied())
         .collect();
+    if !have_lavapipe() {
+        missing.extend(LAVAPIPE);
+    }
     if missing.is_empty() {
         return Ok(());
     }
@@ -69,6 +83,14 @@ fn debian_packages() -> Result<()> {
     install.extend(["install", "-y", "-qq", "--no-install-recommends"]);
     install.extend(&missing);
     util::run(program, &install)
+}
+
+/// Whether Mesa's lavapipe ICD is installed (`lvp_icd.<arch>.json`).
+fn have_lavapipe() -> bool {
+    fs::read_dir(LAVAPIPE_ICD_DIR).is_ok_and(|dir| {
+        dir.flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("lvp_icd"))
+    })
 }
 
 /// A venv with the pinned reference packages; reinstalled when the pins change.
