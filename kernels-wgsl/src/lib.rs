@@ -17,16 +17,20 @@
 //!   arithmetic, one workgroup per weight row, reduced through workgroup memory (the web
 //!   has no subgroup operations), every weight byte read once per call.
 //!
+//! - [`ops`]: RMSNorm, RoPE (NORM and NEOX pairs, host-computed tables), the SwiGLU and
+//!   relu² gates, residual adds, and argmax that reads back one token id per row.
+//!
 //! Shaders are plain files under `shaders/`, one idea each: `bytes.wgsl` (fields from
 //! words), `format_*.wgsl` (one block of one format), `matmul.wgsl` (the driver).
 //!
-//! What it does not do (yet): norms, RoPE, attention, sampling and the GPU model; TQ1_0
+//! What it does not do (yet): attention, Gumbel-max sampling and the GPU model; TQ1_0
 //! weights; subgroup or `f16` variants of the kernels.
 
 mod context;
 mod error;
 mod matmul;
 mod matrix;
+pub mod ops;
 mod pipelines;
 mod pool;
 mod readback;
@@ -36,4 +40,5 @@ pub use context::{Gpu, GpuInfo, GpuOptions};
 pub use error::GpuError;
 pub use matmul::MAX_BATCH;
 pub use matrix::GpuMatrix;
+pub use ops::{GateActivation, RopePairs};
 pub use tensor::GpuTensor;

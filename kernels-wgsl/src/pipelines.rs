@@ -20,20 +20,32 @@ const MATMUL: &str = include_str!("../shaders/matmul.wgsl");
 /// A kernel the cache compiles: which files make its source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Kernel {
-    /// `y = W · x` for a weight format ([`crate::matmul`]).
+    /// `y = W · x` for a weight format ([`crate::Gpu::matmul`]).
     Matmul(WeightFormat),
+    /// The operations of [`crate::ops`], one file each.
+    RmsNorm,
+    Rope,
+    FfnGate,
+    Add,
+    Argmax,
 }
 
 impl Kernel {
     fn files(self) -> Result<Vec<&'static str>, GpuError> {
         match self {
             Kernel::Matmul(format) => Ok(vec![BYTES, format_source(format)?, MATMUL]),
+            Kernel::RmsNorm => Ok(vec![include_str!("../shaders/rms_norm.wgsl")]),
+            Kernel::Rope => Ok(vec![include_str!("../shaders/rope.wgsl")]),
+            Kernel::FfnGate => Ok(vec![include_str!("../shaders/ffn_gate.wgsl")]),
+            Kernel::Add => Ok(vec![include_str!("../shaders/add.wgsl")]),
+            Kernel::Argmax => Ok(vec![include_str!("../shaders/argmax.wgsl")]),
         }
     }
 
     fn label(self) -> String {
         match self {
             Kernel::Matmul(format) => format!("matmul_{}", format.name().to_lowercase()),
+            other => format!("{other:?}").to_lowercase(),
         }
     }
 }
