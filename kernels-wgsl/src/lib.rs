@@ -19,13 +19,16 @@
 //!
 //! - [`ops`]: RMSNorm, RoPE (NORM and NEOX pairs, host-computed tables), the SwiGLU and
 //!   relu² gates, residual adds, and argmax that reads back one token id per row.
+//! - [`Gpu::attention`]: causal grouped-query attention of a pass's new rows over a
+//!   token-major KV cache on the GPU ([`Gpu::copy_rows`] appends to it).
 //!
 //! Shaders are plain files under `shaders/`, one idea each: `bytes.wgsl` (fields from
 //! words), `format_*.wgsl` (one block of one format), `matmul.wgsl` (the driver).
 //!
-//! What it does not do (yet): attention, Gumbel-max sampling and the GPU model; TQ1_0
+//! What it does not do (yet): Gumbel-max sampling and the GPU model; TQ1_0
 //! weights; subgroup or `f16` variants of the kernels.
 
+mod attention;
 mod context;
 mod error;
 mod matmul;
@@ -36,6 +39,7 @@ mod pool;
 mod readback;
 mod tensor;
 
+pub use attention::{AttentionShape, MAX_HEAD_DIM};
 pub use context::{Gpu, GpuInfo, GpuOptions};
 pub use error::GpuError;
 pub use matmul::MAX_BATCH;

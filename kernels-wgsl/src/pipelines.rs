@@ -28,6 +28,8 @@ pub(crate) enum Kernel {
     FfnGate,
     Add,
     Argmax,
+    /// Causal grouped-query attention ([`crate::Gpu::attention`]).
+    Attention,
 }
 
 impl Kernel {
@@ -39,6 +41,7 @@ impl Kernel {
             Kernel::FfnGate => Ok(vec![include_str!("../shaders/ffn_gate.wgsl")]),
             Kernel::Add => Ok(vec![include_str!("../shaders/add.wgsl")]),
             Kernel::Argmax => Ok(vec![include_str!("../shaders/argmax.wgsl")]),
+            Kernel::Attention => Ok(vec![include_str!("../shaders/attention.wgsl")]),
         }
     }
 
