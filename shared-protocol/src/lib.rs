@@ -8,6 +8,8 @@
 //!   streaming detokenizer.
 //! - [`chat`]: chat templates recognised from `tokenizer.chat_template`
 //!   (ChatML, Llama 3) and rendered without a Jinja engine.
+//! - [`model`]: a llama-family model's hyperparameters from GGUF metadata
+//!   (llama and BitNet b1.58), shared by the CPU and GPU engines.
 //! - [`sampling`]: temperature/top-k/top-p sampling with shared randomness
 //!   (counter-based Gumbel-max), so drafts and verdicts agree bit for bit.
 //! - [`speculative`]: the verify step of speculative decoding as a pure
@@ -24,6 +26,7 @@ pub mod chat;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gguf;
+pub mod model;
 pub mod sampling;
 pub mod speculative;
 pub mod tokenizer;

@@ -6,17 +6,16 @@
 //! every weight once, whatever that number; see `kernels_cpu::matmul`.
 
 mod attention;
-mod config;
 mod forward;
 mod kv_cache;
 mod load;
 mod ops;
 mod weights;
 
-pub use config::{Family, FfnActivation, ModelConfig, RopeStyle};
 pub use forward::{Logits, PassBuffers, PassInput, Session};
 pub use kv_cache::KvCache;
 pub use load::{LoadOptions, Model, default_precision, map_file};
+pub use shared_protocol::model::{ConfigError, Family, FfnActivation, ModelConfig, RopeStyle};
 pub use weights::{LayerWeights, ModelWeights, TensorRef, weight_format};
 
 use shared_protocol::gguf::{GgmlType, GgufError};
@@ -34,10 +33,8 @@ pub enum ModelError {
     Gguf(#[from] GgufError),
     #[error("unusable tokenizer")]
     Tokenizer(#[from] TokenizerError),
-    #[error(
-        "architecture {0:?} is not supported (supported: llama, bitnet, bitnet-b1.58, bitnet-25)"
-    )]
-    UnsupportedArchitecture(String),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error("bad hyperparameter {key}: {value}")]
     BadHyperparameter { key: String, value: String },
     #[error(

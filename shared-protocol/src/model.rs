@@ -2,10 +2,25 @@
 //! `llama` architecture and the BitNet b1.58 ones (`bitnet` as llama.cpp
 //! names it; `bitnet-b1.58` and its earlier name `bitnet-25` as bitnet.cpp
 //! does; see docs/bitnet.md).
+//!
+//! This is the first part of the model's recipe that both engines read (the
+//! CPU engine in titan-native, the GPU model over kernels-wgsl), so a file is
+//! understood the same way by both.
 
-use shared_protocol::gguf::GgufFile;
+use crate::gguf::{GgufError, GgufFile};
 
-use super::ModelError;
+/// Why a file's metadata does not describe a model Shard runs.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid GGUF")]
+    Gguf(#[from] GgufError),
+    #[error(
+        "architecture {0:?} is not supported (supported: llama, bitnet, bitnet-b1.58, bitnet-25)"
+    )]
+    UnsupportedArchitecture(String),
+    #[error("bad hyperparameter {key}: {value}")]
+    BadHyperparameter { key: String, value: String },
+}
 
 /// How RoPE pairs dimensions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,7 +81,9 @@ const MAX_LAYERS: u64 = 1024;
 const MAX_CTX: u64 = 1 << 24;
 
 impl ModelConfig {
-    pub fn from_gguf(file: &GgufFile<'_>) -> Result<Self, ModelError> {
+    /// Reads and checks the hyperparameters of `file`, refusing shapes no real model
+    /// has before anything is sized by them.
+    pub fn from_gguf(file: &GgufFile<'_>) -> Result<Self, ConfigError> {
         let arch = file.architecture()?.to_owned();
         let key = |name: &str| format!("{arch}.{name}");
         let (family, rope_style, ffn_activation) = match arch.as_str() {
@@ -85,7 +102,7 @@ impl ModelConfig {
                     Some("silu") => FfnActivation::Silu,
                     Some("relu2" | "relu_sqr") => FfnActivation::Relu2,
                     Some(other) => {
-                        return Err(ModelError::BadHyperparameter {
+                        return Err(ConfigError::BadHyperparameter {
                             key: key("hidden_activation"),
                             value: format!("{other:?} (supported: silu, relu2)"),
                         });
@@ -93,13 +110,13 @@ impl ModelConfig {
                 };
                 (Family::BitNet, RopeStyle::Neox, act)
             }
-            _ => return Err(ModelError::UnsupportedArchitecture(arch)),
+            _ => return Err(ConfigError::UnsupportedArchitecture(arch)),
         };
-        let dim = |name: &str, max: u64| -> Result<usize, ModelError> {
+        let dim = |name: &str, max: u64| -> Result<usize, ConfigError> {
             let k = key(name);
             let v = file.require_u64(&k)?;
             if v == 0 || v > max {
-                return Err(ModelError::BadHyperparameter {
+                return Err(ConfigError::BadHyperparameter {
                     key: k,
                     value: v.to_string(),
                 });
@@ -116,7 +133,7 @@ impl ModelConfig {
         };
         let n_ctx = dim("context_length", MAX_CTX)?;
         if n_embd % n_head != 0 || n_head % n_head_kv != 0 {
-            return Err(ModelError::BadHyperparameter {
+            return Err(ConfigError::BadHyperparameter {
                 key: key("attention.head_count"),
                 value: format!(
                     "{n_head} heads, {n_head_kv} KV heads for embedding length {n_embd}"
@@ -125,7 +142,7 @@ impl ModelConfig {
         }
         let head_dim = match file.get_u64(&key("attention.key_length"))? {
             Some(k) if k as usize != n_embd / n_head => {
-                return Err(ModelError::BadHyperparameter {
+                return Err(ConfigError::BadHyperparameter {
                     key: key("attention.key_length"),
                     value: format!("{k} (separate head sizes are not supported)"),
                 });
@@ -136,7 +153,7 @@ impl ModelConfig {
             None => head_dim,
             Some(r) if r as usize <= head_dim && r % 2 == 0 => r as usize,
             Some(r) => {
-                return Err(ModelError::BadHyperparameter {
+                return Err(ConfigError::BadHyperparameter {
                     key: key("rope.dimension_count"),
                     value: r.to_string(),
                 });
@@ -156,7 +173,7 @@ impl ModelConfig {
                 // "yarn" and friends change more than a factor; refuse rather
                 // than compute something subtly wrong.
                 Some(other) => {
-                    return Err(ModelError::BadHyperparameter {
+                    return Err(ConfigError::BadHyperparameter {
                         key: key("rope.scaling.type"),
                         value: format!("{other} (supported: none, linear)"),
                     });
@@ -169,7 +186,7 @@ impl ModelConfig {
             ("rope scale", rope_scale),
         ] {
             if !(v.is_finite() && v > 0.0) {
-                return Err(ModelError::BadHyperparameter {
+                return Err(ConfigError::BadHyperparameter {
                     key: k.into(),
                     value: v.to_string(),
                 });
