@@ -1,14 +1,15 @@
 // y[b · y_stride + out_row0 + r] = scale · Σ_c W[r, c] · x[b · cols + c], for the
 // BATCH activation rows b and every row r of one chunk of a weight matrix.
 //
-// One workgroup per weight row: its WG invocations stride over the row's blocks, each
-// keeping BATCH partial sums, which are then reduced through workgroup memory (no
-// subgroup operations: the web has none). Workgroups are laid out in two dimensions so
-// that matrices with more rows than `maxComputeWorkgroupsPerDimension` still fit.
+// A workgroup computes ROWS weight rows with TPR invocations each: the TPR invocations
+// of a row stride over its blocks, each keeping BATCH partial sums, which are then
+// reduced through workgroup memory (no subgroup operations: the web has none).
+// Workgroups are laid out in two dimensions so that matrices with more rows than
+// `maxComputeWorkgroupsPerDimension · ROWS` still fit.
 //
-// Defines (prepended as `const`): WG (invocations per workgroup, a power of two) and
-// BATCH (activation rows, 1..=16). The format file before this one defines BLOCK_LEN,
-// BLOCK_BYTES and `accumulate_block`.
+// Defines (prepended as `const`): ROWS and TPR (powers of two, WG = ROWS · TPR
+// invocations) and BATCH (activation rows, 1..=16). The format file before this one
+// defines BLOCK_LEN, BLOCK_BYTES and `accumulate_block`.
 
 struct Params {
     // Rows of this chunk.
@@ -30,6 +31,8 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<uniform> params: Params;
 
+const WG: u32 = ROWS * TPR;
+
 var<workgroup> partial: array<f32, WG * BATCH>;
 
 // Four consecutive activations of batch row `b` from column `c`.
@@ -44,31 +47,42 @@ fn main(
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let row = wid.x + wid.y * groups.x;
-    if row >= params.rows {
-        return;
-    }
+    let local_row = lid / TPR;
+    let t = lid % TPR;
+    let row = (wid.x + wid.y * groups.x) * ROWS + local_row;
+    // Rows past the end still take part in the barriers below.
+    let in_range = row < params.rows;
     var acc: array<f32, BATCH>;
-    let blocks = params.cols / BLOCK_LEN;
-    let row_start = row * params.row_bytes;
-    for (var blk = lid; blk < blocks; blk += WG) {
-        accumulate_block(row_start + blk * BLOCK_BYTES, blk * BLOCK_LEN, &acc);
+    if in_range {
+        let blocks = params.cols / BLOCK_LEN;
+        let row_start = row * params.row_bytes;
+        for (var blk = t; blk < blocks; blk += TPR) {
+            accumulate_block(row_start + blk * BLOCK_BYTES, blk * BLOCK_LEN, &acc);
+        }
+    }
+    if TPR == 1u {
+        if in_range {
+            for (var b = 0u; b < BATCH; b++) {
+                y[b * params.y_stride + params.out_row0 + row] = params.scale * acc[b];
+            }
+        }
+        return;
     }
     for (var b = 0u; b < BATCH; b++) {
         partial[b * WG + lid] = acc[b];
     }
     workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride >>= 1u) {
-        if lid < stride {
+    for (var stride = TPR / 2u; stride > 0u; stride >>= 1u) {
+        if t < stride {
             for (var b = 0u; b < BATCH; b++) {
                 partial[b * WG + lid] += partial[b * WG + lid + stride];
             }
         }
         workgroupBarrier();
     }
-    if lid == 0u {
+    if in_range && t == 0u {
         for (var b = 0u; b < BATCH; b++) {
-            y[b * params.y_stride + params.out_row0 + row] = params.scale * partial[b * WG];
+            y[b * params.y_stride + params.out_row0 + row] = params.scale * partial[b * WG + lid];
         }
     }
 }

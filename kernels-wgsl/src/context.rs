@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::{GpuError, pipelines::PipelineCache, pool::BufferPool};
+use crate::{GpuError, MatmulTiling, pipelines::PipelineCache, pool::BufferPool};
 
 /// Which adapter [`Gpu::new`] asks for.
 #[derive(Clone, Debug, Default)]
@@ -13,6 +13,9 @@ pub struct GpuOptions {
     /// adapter's binding limit, so tests can split small matrices as large ones are
     /// split on real hardware.
     pub max_weight_chunk_bytes: Option<u64>,
+    /// The matmul kernel's rows per workgroup and invocations per row, instead of the
+    /// default for the adapter ([`MatmulTiling::for_adapter`]).
+    pub matmul_tiling: Option<MatmulTiling>,
 }
 
 /// What the runner found out about its adapter.
@@ -52,6 +55,7 @@ pub struct Gpu {
     pub(crate) info: GpuInfo,
     pub(crate) pipelines: PipelineCache,
     pub(crate) pool: BufferPool,
+    pub(crate) matmul_tiling: MatmulTiling,
     /// Set by the device-lost callback; every call checks it first.
     lost: Arc<Mutex<Option<String>>>,
 }
@@ -127,6 +131,9 @@ impl Gpu {
             max_workgroups_per_dim: limits.max_compute_workgroups_per_dimension,
             shader_f16,
         };
+        let matmul_tiling = options
+            .matmul_tiling
+            .unwrap_or(MatmulTiling::for_adapter(info.is_software()));
         tracing::info!(adapter = %info.adapter.name, backend = ?info.adapter.backend, "GPU ready");
         Ok(Self {
             device,
@@ -134,6 +141,7 @@ impl Gpu {
             info,
             pipelines: PipelineCache::default(),
             pool: BufferPool::default(),
+            matmul_tiling,
             lost,
         })
     }

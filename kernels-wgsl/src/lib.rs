@@ -42,7 +42,7 @@ mod tensor;
 pub use attention::{AttentionShape, MAX_HEAD_DIM};
 pub use context::{Gpu, GpuInfo, GpuOptions};
 pub use error::GpuError;
-pub use matmul::MAX_BATCH;
+pub use matmul::{MAX_BATCH, MatmulTiling};
 pub use matrix::GpuMatrix;
 pub use ops::{GateActivation, RopePairs};
 pub use tensor::GpuTensor;

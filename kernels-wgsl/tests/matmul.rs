@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 
 use futures::executor::block_on;
 use kernels_cpu::{QMatrix, WeightFormat, formats::i2_s};
-use kernels_wgsl::{Gpu, GpuError, GpuMatrix, GpuOptions, MAX_BATCH};
+use kernels_wgsl::{Gpu, GpuError, GpuMatrix, GpuOptions, MAX_BATCH, MatmulTiling};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
 /// The formats with a GPU kernel.
@@ -133,6 +133,10 @@ fn every_format_matches_the_reference_at_every_batch() {
 #[test]
 fn ragged_and_wide_shapes_match_the_reference() {
     let gpu = gpu();
+    let gpu_tiled = open(GpuOptions {
+        matmul_tiling: Some(MatmulTiling::for_adapter(false)),
+        ..GpuOptions::default()
+    });
     for (i, format) in FORMATS.into_iter().enumerate() {
         let shapes: &[(usize, usize)] = if format.block_len() == 1 {
             // Odd column counts: F16 and BF16 rows then start in the middle of a word.
@@ -148,14 +152,10 @@ fn ragged_and_wide_shapes_match_the_reference() {
             if !cols.is_multiple_of(format.block_len()) {
                 continue;
             }
-            run(
-                gpu,
-                format,
-                rows,
-                cols,
-                &[1, 3, 8, 16],
-                200 + 10 * i as u64 + j as u64,
-            );
+            for g in [gpu, &gpu_tiled] {
+                let seed = 200 + 10 * i as u64 + j as u64;
+                run(g, format, rows, cols, &[1, 3, 8, 16], seed);
+            }
         }
     }
 }
