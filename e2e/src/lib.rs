@@ -181,7 +181,7 @@ pub fn titan(args: &[&str]) -> Result<TitanRun> {
 /// Encodes `values` (rows of `cols`) in a weight format's byte layout, with
 /// the kernels' reference quantizers.
 pub fn quantize(format: kernels_cpu::WeightFormat, values: &[f32], cols: usize) -> Vec<u8> {
-    let Some(encode) = format.row_encoder() else {
+    let Some(encode) = kernels_cpu::row_encoder(format) else {
         return kernels_cpu::formats::i2_s::quantize_tensor(values, values.len() / cols, cols);
     };
     let row_bytes = format.row_bytes(cols);

@@ -81,7 +81,7 @@ pub use dispatch::{
     ENV_VAR, KernelPath, Kernels, active_kernels, active_path, available_paths, kernels,
 };
 pub use error::KernelError;
-pub use format::{RowEncoder, WeightFormat};
+pub use format::{RowEncoder, WeightFormat, row_encoder};
 pub use matrix::QMatrix;
 
 /// `y[b * w.rows() + r] = Σ_c W[r, c] · x[b, c]` for every batch row `b`.

@@ -28,7 +28,7 @@ fn weights(format: WeightFormat, rows: usize, cols: usize) -> Vec<u8> {
     if format == WeightFormat::I2S {
         return kernels_cpu::formats::i2_s::quantize_tensor(&values, rows, cols);
     }
-    let encode = format.row_encoder().expect("encoder");
+    let encode = kernels_cpu::row_encoder(format).expect("encoder");
     let mut out = vec![0u8; format.tensor_bytes(rows, cols)];
     for (src, dst) in values
         .chunks(cols)

@@ -57,7 +57,7 @@ fn encode(format: WeightFormat, rng: &mut StdRng, rows: usize, cols: usize) -> V
     if format == WeightFormat::I2S {
         return i2_s::quantize_tensor(&values, rows, cols);
     }
-    let encoder = format.row_encoder().unwrap();
+    let encoder = kernels_cpu::row_encoder(format).unwrap();
     let mut bytes = vec![0u8; format.tensor_bytes(rows, cols)];
     for (src, dst) in values
         .chunks(cols)

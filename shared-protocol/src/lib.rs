@@ -8,8 +8,10 @@
 //!   streaming detokenizer.
 //! - [`chat`]: chat templates recognised from `tokenizer.chat_template`
 //!   (ChatML, Llama 3) and rendered without a Jinja engine.
-//! - [`model`]: a llama-family model's hyperparameters from GGUF metadata
-//!   (llama and BitNet b1.58), shared by the CPU and GPU engines.
+//! - [`format`]: the ggml tensor formats Shard computes with and their sizes.
+//! - [`model`]: a llama-family model's recipe (llama and BitNet b1.58):
+//!   hyperparameters from GGUF metadata, where each weight lives, and RoPE
+//!   tables, shared by the CPU and GPU engines.
 //! - [`sampling`]: temperature/top-k/top-p sampling with shared randomness
 //!   (counter-based Gumbel-max), so drafts and verdicts agree bit for bit.
 //! - [`speculative`]: the verify step of speculative decoding as a pure
@@ -23,6 +25,7 @@
 #![forbid(unsafe_code)]
 
 pub mod chat;
+pub mod format;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gguf;

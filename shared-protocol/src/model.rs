@@ -3,9 +3,16 @@
 //! names it; `bitnet-b1.58` and its earlier name `bitnet-25` as bitnet.cpp
 //! does; see docs/bitnet.md).
 //!
-//! This is the first part of the model's recipe that both engines read (the
-//! CPU engine in titan-native, the GPU model over kernels-wgsl), so a file is
-//! understood the same way by both.
+//! This is the model's recipe as both engines read it (the CPU engine in
+//! titan-native, the GPU model in kernels-wgsl), so a file is understood the same
+//! way by both: the hyperparameters here, where each weight lives ([`ModelWeights`]),
+//! and the rotary embedding's tables ([`Rope`]).
+
+mod rope;
+mod weights;
+
+pub use rope::Rope;
+pub use weights::{ContentCheck, LayerWeights, ModelWeights, TensorRef, WeightError};
 
 use crate::gguf::{GgufError, GgufFile};
 

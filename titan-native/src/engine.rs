@@ -15,10 +15,12 @@ mod weights;
 pub use forward::{Logits, PassBuffers, PassInput, Session};
 pub use kv_cache::KvCache;
 pub use load::{LoadOptions, Model, default_precision, map_file};
-pub use shared_protocol::model::{ConfigError, Family, FfnActivation, ModelConfig, RopeStyle};
-pub use weights::{LayerWeights, ModelWeights, TensorRef, weight_format};
+pub use shared_protocol::model::{
+    ConfigError, Family, FfnActivation, ModelConfig, RopeStyle, WeightError,
+};
+pub use weights::{LayerWeights, MatrixView, ModelWeights, TensorRef, check_blocks, load_weights};
 
-use shared_protocol::gguf::{GgmlType, GgufError};
+use shared_protocol::gguf::GgufError;
 use shared_protocol::tokenizer::TokenizerError;
 
 #[derive(Debug, thiserror::Error)]
@@ -37,18 +39,10 @@ pub enum ModelError {
     Config(#[from] ConfigError),
     #[error("bad hyperparameter {key}: {value}")]
     BadHyperparameter { key: String, value: String },
-    #[error(
-        "tensor {name:?} has type {ty}, which Shard cannot compute with (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, TQ1_0, TQ2_0, I2_S)"
-    )]
-    UnsupportedTensorType { name: String, ty: GgmlType },
-    #[error("tensor {name:?} has shape {found:?}, expected {expected:?}")]
-    BadShape {
-        name: String,
-        expected: Vec<u64>,
-        found: Vec<u64>,
-    },
-    #[error("tensor {name:?}: {reason}")]
-    BadTensor { name: String, reason: String },
+    #[error(transparent)]
+    Weights(#[from] WeightError),
+    #[error("{what}: {reason}")]
+    BadLogits { what: String, reason: String },
     #[error("tokenizer has {tokenizer} tokens but the embedding has {model} rows")]
     VocabMismatch { tokenizer: usize, model: usize },
     #[error("{needed} positions exceed the context length of {limit}")]

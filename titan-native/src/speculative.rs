@@ -286,8 +286,8 @@ pub fn step(
     for (i, verdict) in verdicts {
         let seq = &mut *seqs[i];
         let d = &drafts[i];
-        let verdict = verdict.map_err(|e| ModelError::BadTensor {
-            name: "verify pass logits".into(),
+        let verdict = verdict.map_err(|e| ModelError::BadLogits {
+            what: "verify pass logits".into(),
             reason: e.to_string(),
         })?;
         seq.stats.drafted += d.len();

@@ -5,7 +5,7 @@ use kernels_cpu::{Activations, QMatrix, matmul, matmul_many};
 
 use super::attention::{HeadShape, SequenceKv, attention};
 use super::ops::{relu2_mul, rms_norm, silu_mul};
-use super::{FfnActivation, KvCache, Model, ModelError, TensorRef};
+use super::{FfnActivation, KvCache, MatrixView, Model, ModelError, TensorRef};
 
 /// Which positions of a pass need logits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -8,6 +8,7 @@ use kernels_cpu::{Precision, WeightFormat};
 use memmap2::Mmap;
 use shared_protocol::chat::ChatTemplate;
 use shared_protocol::gguf::GgufFile;
+use shared_protocol::model::Rope;
 use shared_protocol::tokenizer::Tokenizer;
 
 use super::{ModelConfig, ModelError, ModelWeights};
@@ -55,7 +56,7 @@ pub struct Model {
     /// The chat template from the file, or why it could not be used.
     pub chat_template: Result<ChatTemplate, String>,
     pub(super) pool: rayon::ThreadPool,
-    pub(super) rope: super::ops::Rope,
+    pub(super) rope: Rope,
     pub precision: Precision,
 }
 
@@ -74,7 +75,7 @@ impl Model {
         let map = map_file(path)?;
         let gguf = GgufFile::parse(&map)?;
         let config = ModelConfig::from_gguf(&gguf)?;
-        let mut weights = ModelWeights::from_gguf(&gguf, &config)?;
+        let mut weights = super::load_weights(&gguf, &config)?;
         let tokenizer = Tokenizer::from_gguf(&gguf)?;
         if tokenizer.vocab_size() > config.n_vocab {
             return Err(ModelError::VocabMismatch {
@@ -86,7 +87,7 @@ impl Model {
         drop(gguf);
 
         let store = if options.dequantize_weights {
-            let (bytes, converted) = weights.dequantized(&map);
+            let (bytes, converted) = super::weights::dequantized(&weights, &map);
             weights = converted;
             WeightBytes::Owned(bytes)
         } else {
@@ -107,14 +108,7 @@ impl Model {
             .thread_name(|i| format!("titan-compute-{i}"))
             .build()
             .map_err(|e| ModelError::ThreadPool(e.to_string()))?;
-        let rope = super::ops::Rope::new(
-            config.rope_style,
-            config.head_dim,
-            config.n_rot,
-            config.rope_base,
-            config.rope_scale,
-            weights.rope_freqs.as_deref(),
-        );
+        let rope = Rope::for_model(&config, weights.rope_freqs.as_deref());
         tracing::info!(
             path = %path.display(),
             layers = config.n_layer,
