@@ -83,6 +83,7 @@ pub use dispatch::{
 pub use error::KernelError;
 pub use format::{RowEncoder, WeightFormat, row_encoder};
 pub use matrix::QMatrix;
+pub use validate::check_tensor;
 
 /// `y[b * w.rows() + r] = Σ_c W[r, c] · x[b, c]` for every batch row `b`.
 ///

@@ -16,6 +16,18 @@ const PAIRS: u64 = 0x5555_5555_5555_5555;
 /// Rows per rayon task (about 1 MB of the largest BitNet rows).
 const ROWS_PER_TASK: usize = 256;
 
+/// The load-time check of one tensor of a model's weight map, as both engines pass it to
+/// [`shared_protocol::model::ModelWeights::from_gguf`]: its bytes as a [`QMatrix`] of its
+/// shape, then [`QMatrix::validate`].
+///
+/// # Errors
+/// Why the bytes are refused, in words.
+pub fn check_tensor(t: &shared_protocol::model::TensorRef, data: &[u8]) -> Result<(), String> {
+    QMatrix::new(t.format, t.rows, t.cols, data)
+        .and_then(|m| m.validate())
+        .map_err(|e| e.to_string())
+}
+
 pub(crate) fn validate(m: &QMatrix<'_>) -> Result<(), KernelError> {
     let check: fn(&QMatrix<'_>, usize) -> Result<(), KernelError> = match m.format() {
         WeightFormat::F32 | WeightFormat::F16 | WeightFormat::BF16 => return Ok(()),

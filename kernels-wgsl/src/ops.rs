@@ -168,6 +168,29 @@ impl Gpu {
         .await
     }
 
+    /// `x[i] *= factor` for the first `len` values (BitNet's per-tensor scales).
+    ///
+    /// # Errors
+    /// [`GpuError::Shape`] if `x` is too short.
+    pub async fn scale(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        x: &GpuTensor,
+        len: usize,
+        factor: f32,
+    ) -> Result<(), GpuError> {
+        need("x", x, len)?;
+        self.dispatch(
+            encoder,
+            Kernel::Scale,
+            vec![("WG", WORKGROUP)],
+            &[&x.buffer],
+            &[to_u32(len)?, factor.to_bits()],
+            to_u32(len.div_ceil(WORKGROUP as usize))?,
+        )
+        .await
+    }
+
     /// `out[r]` = the index of the largest value of row `r` of `x` (`rows × cols`),
     /// as `shared_protocol::sampling::argmax` picks it: the lowest index wins ties,
     /// NaN and −∞ never win. `out` receives `rows` u32 words ([`Gpu::read_u32`]).

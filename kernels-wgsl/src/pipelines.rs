@@ -27,6 +27,7 @@ pub(crate) enum Kernel {
     Rope,
     FfnGate,
     Add,
+    Scale,
     Argmax,
     /// Causal grouped-query attention ([`crate::Gpu::attention`]).
     Attention,
@@ -40,6 +41,7 @@ impl Kernel {
             Kernel::Rope => Ok(vec![include_str!("../shaders/rope.wgsl")]),
             Kernel::FfnGate => Ok(vec![include_str!("../shaders/ffn_gate.wgsl")]),
             Kernel::Add => Ok(vec![include_str!("../shaders/add.wgsl")]),
+            Kernel::Scale => Ok(vec![include_str!("../shaders/scale.wgsl")]),
             Kernel::Argmax => Ok(vec![include_str!("../shaders/argmax.wgsl")]),
             Kernel::Attention => Ok(vec![include_str!("../shaders/attention.wgsl")]),
         }

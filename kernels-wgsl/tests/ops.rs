@@ -137,7 +137,7 @@ fn rope_rotates_like_the_cpu_engine_in_both_pair_layouts() {
 }
 
 #[test]
-fn ffn_gates_and_adds_match_the_host() {
+fn ffn_gates_adds_and_scales_match_the_host() {
     let gpu = gpu();
     let mut rng = StdRng::seed_from_u64(3);
     let len = 3 * 1536 + 7;
@@ -178,6 +178,19 @@ fn ffn_gates_and_adds_match_the_host() {
     let got = run(gpu, &g, async |e| gpu.add(e, &g, &gu, len).await.unwrap());
     let want: Vec<f32> = gate.iter().zip(&up).map(|(&g, &u)| g + u).collect();
     assert_eq!(got, want, "add");
+
+    // A ragged length: the values past it stay as they were.
+    let g = gpu.upload_f32(&gate).unwrap();
+    let factor = 0.8125f32;
+    let got = run(gpu, &g, async |e| {
+        gpu.scale(e, &g, len - 3, factor).await.unwrap()
+    });
+    let want: Vec<f32> = gate
+        .iter()
+        .enumerate()
+        .map(|(i, &g)| if i < len - 3 { g * factor } else { g })
+        .collect();
+    assert_eq!(got, want, "scale");
 }
 
 #[test]

@@ -225,3 +225,28 @@ impl ModelConfig {
         self.n_head_kv * self.head_dim
     }
 }
+
+/// Which new positions of a forward pass need logits (both engines take it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Logits {
+    /// None (prefilling a prefix whose continuation is known).
+    None,
+    /// Only the last new position (plain decoding).
+    Last,
+    /// Every new position (verifying drafts, perplexity).
+    All,
+    /// New positions from this index (within the pass) on.
+    From(usize),
+}
+
+impl Logits {
+    /// Index of the first new position that gets logits, of `n` new ones.
+    pub fn first(self, n: usize) -> usize {
+        match self {
+            Logits::None => n,
+            Logits::Last => n.saturating_sub(1),
+            Logits::All => 0,
+            Logits::From(i) => i.min(n),
+        }
+    }
+}

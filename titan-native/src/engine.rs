@@ -18,7 +18,7 @@ pub use load::{LoadOptions, Model, default_precision, map_file};
 pub use shared_protocol::model::{
     ConfigError, Family, FfnActivation, ModelConfig, RopeStyle, WeightError,
 };
-pub use weights::{LayerWeights, MatrixView, ModelWeights, TensorRef, check_blocks, load_weights};
+pub use weights::{LayerWeights, MatrixView, ModelWeights, TensorRef, load_weights};
 
 use shared_protocol::gguf::GgufError;
 use shared_protocol::tokenizer::TokenizerError;

@@ -5,32 +5,9 @@ use kernels_cpu::{Activations, QMatrix, matmul, matmul_many};
 
 use super::attention::{HeadShape, SequenceKv, attention};
 use super::ops::{relu2_mul, rms_norm, silu_mul};
+pub use shared_protocol::model::Logits;
+
 use super::{FfnActivation, KvCache, MatrixView, Model, ModelError, TensorRef};
-
-/// Which positions of a pass need logits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Logits {
-    /// None (prefilling a prefix whose continuation is known).
-    None,
-    /// Only the last new position (plain decoding).
-    Last,
-    /// Every new position (verifying drafts, perplexity).
-    All,
-    /// New positions from this index (within the pass) on.
-    From(usize),
-}
-
-impl Logits {
-    /// Index of the first new position that gets logits, of `n` new ones.
-    fn first(self, n: usize) -> usize {
-        match self {
-            Logits::None => n,
-            Logits::Last => n.saturating_sub(1),
-            Logits::All => 0,
-            Logits::From(i) => i.min(n),
-        }
-    }
-}
 
 /// One sequence's state: its tokens and KV cache, plus scratch buffers for
 /// passes that run it alone.

@@ -24,14 +24,11 @@ impl MatrixView for TensorRef {
 /// Reads the weight map of `file` and scans every matrix's blocks with the kernels'
 /// validator (no 2-bit code 3 in ternary tensors, no NaN or infinite scale).
 pub fn load_weights(file: &GgufFile<'_>, cfg: &ModelConfig) -> Result<ModelWeights, ModelError> {
-    Ok(ModelWeights::from_gguf(file, cfg, &check_blocks)?)
-}
-
-/// The kernels' content check of one matrix, as [`ModelWeights::from_gguf`] calls it.
-pub fn check_blocks(t: &TensorRef, data: &[u8]) -> Result<(), String> {
-    QMatrix::new(t.format, t.rows, t.cols, data)
-        .and_then(|m| m.validate())
-        .map_err(|e| e.to_string())
+    Ok(ModelWeights::from_gguf(
+        file,
+        cfg,
+        &kernels_cpu::check_tensor,
+    )?)
 }
 
 /// A copy with every matrix (embedding included) converted to F32 in one
