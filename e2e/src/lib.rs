@@ -165,9 +165,19 @@ pub struct TitanRun {
 
 /// Runs `titan` with `args` and the test's cache dir, logs at warn.
 pub fn titan(args: &[&str]) -> Result<TitanRun> {
+    titan_with_env(args, &[])
+}
+
+/// As [`titan`], with extra environment variables (`WGPU_ADAPTER_NAME`, `RUST_LOG`).
+pub fn titan_with_env(args: &[&str], env: &[(&str, &str)]) -> Result<TitanRun> {
+    // Mesa's Vulkan drivers print a line on stderr when XDG_RUNTIME_DIR is unset (as in
+    // CI containers); give them one so stderr holds only what titan says.
+    let runtime_dir = std::env::temp_dir();
     let out = Command::new(titan_bin()?)
         .args(args)
+        .env("XDG_RUNTIME_DIR", runtime_dir)
         .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .env("SHARD_CACHE_DIR", cache_dir())
         .output()
         .context("running titan")?;

@@ -193,3 +193,77 @@ fn bad_calls_are_refused_without_touching_the_session() {
     .unwrap_err();
     assert!(err.to_string().contains("GGUF"), "{err}");
 }
+
+fn generate_on(device: &str, env: &[(&str, &str)]) -> e2e::TitanRun {
+    e2e::titan_with_env(
+        &[
+            "generate",
+            "--model",
+            "smollm2-135m",
+            "--chat",
+            "--prompt",
+            "What is the capital of France?",
+            "--temperature",
+            "0",
+            "--max-tokens",
+            "24",
+            "--json",
+            "--device",
+            device,
+        ],
+        env,
+    )
+    .unwrap()
+}
+
+fn json_of(run: &e2e::TitanRun) -> serde_json::Value {
+    assert!(run.status.success(), "{run:?}");
+    serde_json::from_str(run.stdout.trim()).unwrap()
+}
+
+/// `titan generate --device gpu` answers like the CPU, token for token; `--device auto`
+/// finds no discrete GPU on lavapipe and says it runs on the CPU.
+#[test]
+fn titan_generate_on_the_gpu_answers_like_the_cpu() {
+    let cpu = json_of(&generate_on("cpu", &[]));
+    let gpu = json_of(&generate_on("gpu", &[]));
+    assert!(gpu["text"].as_str().unwrap().contains("Paris"), "{gpu}");
+    assert_eq!(gpu["tokens"], cpu["tokens"]);
+    assert!(
+        gpu["stats"]["device"].as_str().unwrap().starts_with("gpu"),
+        "{gpu}"
+    );
+
+    let auto = generate_on("auto", &[("RUST_LOG", "info")]);
+    let auto_json = json_of(&auto);
+    assert_eq!(auto_json["tokens"], cpu["tokens"]);
+    assert!(
+        auto.stderr.contains("running on the CPU"),
+        "--device auto should say where it runs: {}",
+        auto.stderr
+    );
+}
+
+/// No adapter (here: a name that matches none) is one clear error line with
+/// `--device gpu`, and a fallback to the CPU with `--device auto`.
+#[test]
+fn a_missing_gpu_is_one_clear_error_or_a_fallback() {
+    let missing = [("WGPU_ADAPTER_NAME", "no-such-adapter")];
+    let run = generate_on("gpu", &missing);
+    assert!(!run.status.success(), "{run:?}");
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    let lines: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(lines.len(), 1, "want one error line, got:\n{}", run.stderr);
+    assert!(
+        lines[0].starts_with("error: ") && lines[0].contains("no GPU adapter"),
+        "{}",
+        lines[0]
+    );
+    let auto = json_of(&generate_on("auto", &missing));
+    assert!(auto["text"].as_str().unwrap().contains("Paris"), "{auto}");
+    assert!(auto["stats"]["device"].as_str().unwrap().starts_with("cpu"));
+}

@@ -123,6 +123,10 @@ pub struct GenerateArgs {
     /// Print one JSON object with text, tokens and stats instead of streaming text.
     #[arg(long)]
     pub json: bool,
+    /// Where the passes run: cpu, gpu (wgpu: Vulkan, Metal, DX12), or auto (a discrete
+    /// GPU if there is one, else the CPU).
+    #[arg(long, value_enum, default_value_t = crate::device::Device::Cpu)]
+    pub device: crate::device::Device,
 }
 
 #[derive(Args, Debug)]
@@ -168,6 +172,10 @@ pub struct BenchArgs {
     pub reps: usize,
     #[arg(long)]
     pub json: bool,
+    /// Where the passes run: cpu, gpu (wgpu: Vulkan, Metal, DX12), or auto (a discrete
+    /// GPU if there is one, else the CPU).
+    #[arg(long, value_enum, default_value_t = crate::device::Device::Cpu)]
+    pub device: crate::device::Device,
 }
 
 #[derive(Args, Debug)]

@@ -9,11 +9,15 @@
 //! ([`server`]) and the libp2p mesh ([`mesh`]: the titan's node, remote
 //! drafting, the native scout) came with later issues.
 //!
-//! What it does not hold yet: the BitNet graph, trust and pipeline stages.
-//! Later issues add them here, each as its own module.
+//! [`device`] runs generation and benchmarks on a GPU instead (`--device gpu`)
+//! through kernels-wgsl's GPU model.
+//!
+//! What it does not hold yet: trust and pipeline stages. Later issues add them
+//! here, each as its own module.
 
 pub mod cli;
 pub mod commands;
+pub mod device;
 pub mod engine;
 pub mod generate;
 pub mod logging;

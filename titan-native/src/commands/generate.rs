@@ -8,6 +8,7 @@ use shared_protocol::chat::ChatMessage;
 use shared_protocol::tokenizer::StreamDecoder;
 
 use crate::cli::GenerateArgs;
+use crate::device::{Engine, generate_plain, open_gpu};
 use crate::engine::Model;
 use crate::generate::{GenerationOptions, generate};
 use crate::speculative::Drafter;
@@ -18,6 +19,10 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     }
     let sampling = super::sampling_params(&args.sampling)?;
     let model = super::load_model(&args.model)?;
+    let gpu = open_gpu(args.device, &model)?;
+    if gpu.is_some() && args.draft.is_some() {
+        bail!("--draft runs on the CPU engine and cannot be combined with a GPU target yet");
+    }
     let draft = super::load_draft(args.draft.as_deref(), &args.model, &model)?;
     let mut drafter = Drafter::from_optional(draft.as_ref());
     let prompt = prompt_tokens(&model, &args.prompt, args.chat, args.system.as_deref())?;
@@ -38,27 +43,31 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     let mut text = String::new();
     let mut write_error = None;
     let mut draft_session = None;
-    let generation = generate(
-        &model,
-        &mut drafter,
-        &mut session,
-        &mut draft_session,
-        &prompt,
-        &options,
-        |token| {
-            let piece = decoder.push(&model.tokenizer, token);
-            text.push_str(&piece);
-            if !args.json
-                && let Err(e) = stdout
-                    .write_all(piece.as_bytes())
-                    .and_then(|()| stdout.flush())
-            {
-                write_error = Some(e);
-                return false;
-            }
-            true
-        },
-    )?;
+    let on_token = |token| {
+        let piece = decoder.push(&model.tokenizer, token);
+        text.push_str(&piece);
+        if !args.json
+            && let Err(e) = stdout
+                .write_all(piece.as_bytes())
+                .and_then(|()| stdout.flush())
+        {
+            write_error = Some(e);
+            return false;
+        }
+        true
+    };
+    let generation = match &gpu {
+        Some(gpu) => generate_plain(gpu, &model, &prompt, &options, on_token)?,
+        None => generate(
+            &model,
+            &mut drafter,
+            &mut session,
+            &mut draft_session,
+            &prompt,
+            &options,
+            on_token,
+        )?,
+    };
     if let Some(e) = write_error {
         return Err(e.into());
     }
@@ -83,6 +92,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         "target_passes_per_token": if generation.tokens.is_empty() { 0.0 } else { generation.stats.target_passes as f64 / generation.tokens.len() as f64 },
         "seed": sampling.seed,
         "temperature": sampling.temperature,
+        "device": gpu.as_ref().map_or_else(|| model.device_name(), |g| g.device_name()),
         "threads": model.threads(),
         "activations": model.precision.name(),
     });
