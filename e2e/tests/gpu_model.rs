@@ -267,3 +267,59 @@ fn a_missing_gpu_is_one_clear_error_or_a_fallback() {
     assert!(auto["text"].as_str().unwrap().contains("Paris"), "{auto}");
     assert!(auto["stats"]["device"].as_str().unwrap().starts_with("cpu"));
 }
+
+/// Speculation stays lossless with the draft on the GPU and the target on the CPU: the
+/// default model drafting for itself gives plain decoding's tokens, greedy and seeded.
+/// Its drafts mostly pass (the two engines agree but for float rounding).
+#[test]
+fn speculation_with_a_gpu_draft_equals_plain_cpu_decoding() {
+    use titan_native::generate::{GenerationOptions, generate};
+    use titan_native::speculative::Drafter;
+
+    let (cpu, gpu) = models();
+    let prompts = [
+        "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n",
+        "def quicksort(items):\n",
+    ];
+    let sampled = shared_protocol::sampling::SamplingParams {
+        temperature: 0.9,
+        top_k: 40,
+        top_p: 0.95,
+        seed: 11,
+    };
+    for prompt in prompts {
+        for sampling in [shared_protocol::sampling::SamplingParams::greedy(), sampled] {
+            let tokens = cpu.tokenizer.encode(prompt, true);
+            let options = GenerationOptions {
+                max_tokens: 24,
+                sampling,
+            };
+            let mut run = |drafter: &mut Drafter<'_>| {
+                let mut session = cpu.new_session();
+                generate(
+                    cpu,
+                    drafter,
+                    &mut session,
+                    &mut None,
+                    &tokens,
+                    &options,
+                    |_| true,
+                )
+                .unwrap()
+            };
+            let plain = run(&mut Drafter::None);
+            let spec = run(&mut Drafter::Gpu { model: gpu });
+            assert_eq!(
+                spec.tokens, plain.tokens,
+                "{prompt:?} at T={}",
+                sampling.temperature
+            );
+            assert_eq!(spec.finish, plain.finish);
+            assert!(spec.stats.drafted > 0, "{:?}", spec.stats);
+            eprintln!(
+                "{prompt:?} T={}: {} of {} GPU drafts accepted",
+                sampling.temperature, spec.stats.accepted, spec.stats.drafted
+            );
+        }
+    }
+}

@@ -118,6 +118,9 @@ pub struct GenerateArgs {
     /// target to verify; the output is the same as without it.
     #[arg(long)]
     pub draft: Option<String>,
+    /// Where the draft model runs: cpu, gpu or auto (as --device).
+    #[arg(long, value_enum, default_value_t = crate::device::Device::Cpu, requires = "draft")]
+    pub draft_device: crate::device::Device,
     #[command(flatten)]
     pub sampling: SamplingArgs,
     /// Print one JSON object with text, tokens and stats instead of streaming text.

@@ -41,6 +41,8 @@ pub enum ModelError {
     BadHyperparameter { key: String, value: String },
     #[error(transparent)]
     Weights(#[from] WeightError),
+    #[error("the GPU model failed")]
+    Gpu(#[from] kernels_wgsl::GpuModelError),
     #[error("{what}: {reason}")]
     BadLogits { what: String, reason: String },
     #[error("tokenizer has {tokenizer} tokens but the embedding has {model} rows")]

@@ -12,6 +12,9 @@ use rayon::prelude::*;
 use shared_protocol::sampling::{SamplingParams, sample_token};
 use shared_protocol::speculative::{Verdict, VerifyError, verify_drafts};
 
+use futures::executor::block_on;
+use kernels_wgsl::{GpuModel, GpuSession};
+
 use crate::engine::{Logits, Model, ModelError, PassBuffers, PassInput, Session};
 
 /// Bounds of the adaptive draft length.
@@ -53,6 +56,9 @@ pub enum Drafter<'m> {
         model: &'m Model,
         buffers: Box<PassBuffers>,
     },
+    /// A draft model on a GPU (`kernels_wgsl::GpuModel`), sampling the same way; each
+    /// sequence keeps its draft cache on the GPU ([`Sequence::gpu_draft`]).
+    Gpu { model: &'m GpuModel },
     /// Uniformly random tokens: a deliberately useless drafter, for tests
     /// that losslessness does not depend on draft quality.
     Random { seed: u64, vocab: u32 },
@@ -78,6 +84,8 @@ pub struct Sequence {
     pub target: Session,
     /// The draft model's cache of the same tokens, when a draft model drafts.
     pub draft: Option<Session>,
+    /// The same on the GPU, when a GPU draft model drafts.
+    pub gpu_draft: Option<GpuSession>,
     pub params: SamplingParams,
     pub max_tokens: usize,
     /// Sampled but not yet run through the target (its KV is not cached).
@@ -108,6 +116,7 @@ impl Sequence {
         let mut seq = Sequence {
             target,
             draft,
+            gpu_draft: None,
             params,
             max_tokens,
             pending: None,
@@ -343,7 +352,50 @@ fn propose(
         Drafter::Model { model, buffers } => {
             draft_with_model(model, buffers, seqs, budgets, drafts)
         }
+        Drafter::Gpu { model } => draft_on_gpu(model, seqs, budgets, drafts),
     }
+}
+
+/// Drafts with a GPU draft model, one sequence after another: brings the sequence's GPU
+/// draft cache up to the target's tokens plus the pending one, then samples one token
+/// per pass at the positions the target will verify, with the request's shared
+/// randomness (greedy picks by the GPU's argmax, which follows the sampler's rules).
+/// A context past the GPU session's capacity gets no drafts: the target decodes alone.
+fn draft_on_gpu(
+    model: &GpuModel,
+    seqs: &mut [&mut Sequence],
+    budgets: &[usize],
+    drafts: &mut [Vec<u32>],
+) -> Result<(), ModelError> {
+    let capacity = crate::device::Engine::capacity(model);
+    for ((seq, &budget), out) in seqs.iter_mut().zip(budgets).zip(drafts.iter_mut()) {
+        let mut context = seq.target.tokens().to_vec();
+        context.extend(seq.pending);
+        if budget == 0 || context.len() + budget > capacity {
+            continue;
+        }
+        let session = match &mut seq.gpu_draft {
+            Some(s) => s,
+            None => seq.gpu_draft.insert(model.new_session(capacity)?),
+        };
+        let keep =
+            crate::generate::common_prefix(session.tokens(), &context).min(context.len() - 1);
+        session.truncate(keep);
+        let mut feed = context[keep..].to_vec();
+        while out.len() < budget {
+            let position = (session.len() + feed.len()) as u64;
+            let token = if seq.params.is_greedy() {
+                let ids = block_on(model.next_tokens(session, &feed, Logits::Last))?;
+                ids.last().copied().unwrap_or_default()
+            } else {
+                let logits = block_on(model.forward(session, &feed, Logits::Last))?;
+                sample_token(&logits, &seq.params, position)
+            };
+            out.push(token);
+            feed = vec![token];
+        }
+    }
+    Ok(())
 }
 
 /// Drafts with a draft model in lockstep across sequences: first brings each

@@ -24,7 +24,14 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         bail!("--draft runs on the CPU engine and cannot be combined with a GPU target yet");
     }
     let draft = super::load_draft(args.draft.as_deref(), &args.model, &model)?;
-    let mut drafter = Drafter::from_optional(draft.as_ref());
+    let gpu_draft = match &draft {
+        Some(d) => open_gpu(args.draft_device, d)?,
+        None => None,
+    };
+    let mut drafter = match &gpu_draft {
+        Some(model) => Drafter::Gpu { model },
+        None => Drafter::from_optional(draft.as_ref()),
+    };
     let prompt = prompt_tokens(&model, &args.prompt, args.chat, args.system.as_deref())?;
     if prompt.len() >= model.config.n_ctx {
         bail!(
@@ -85,6 +92,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         "decode_tokens_per_second": rate(generation.tokens.len().saturating_sub(1), decode_secs),
         "finish_reason": generation.finish,
         "draft_model": draft.as_ref().map(|d| d.path.display().to_string()),
+        "draft_device": gpu_draft.as_ref().map(|g| g.device_name()).or_else(|| draft.as_ref().map(|d| d.device_name())),
         "drafted": generation.stats.drafted,
         "accepted": generation.stats.accepted,
         "acceptance_rate": if generation.stats.drafted > 0 { generation.stats.accepted as f64 / generation.stats.drafted as f64 } else { 0.0 },
