@@ -23,6 +23,11 @@ impl Scout {
     /// Starts a scout drafting with the default model for the titan at
     /// `connect` (and whatever the DHT finds).
     pub fn start(connect: &str) -> Result<Self> {
+        Self::start_with(connect, &[])
+    }
+
+    /// As [`Scout::start`], with more `titan scout` arguments (`--device gpu`).
+    pub fn start_with(connect: &str, extra: &[&str]) -> Result<Self> {
         let log = tempfile::NamedTempFile::new()?;
         let mut child = Command::new(crate::titan_bin()?)
             .args([
@@ -34,7 +39,9 @@ impl Scout {
                 "--connect",
                 connect,
             ])
+            .args(extra)
             .env("SHARD_CACHE_DIR", crate::cache_dir())
+            .env("XDG_RUNTIME_DIR", std::env::temp_dir())
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(log.reopen()?)

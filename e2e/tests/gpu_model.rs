@@ -294,7 +294,7 @@ fn speculation_with_a_gpu_draft_equals_plain_cpu_decoding() {
                 max_tokens: 24,
                 sampling,
             };
-            let mut run = |drafter: &mut Drafter<'_>| {
+            let run = |drafter: &mut Drafter<'_>| {
                 let mut session = cpu.new_session();
                 generate(
                     cpu,

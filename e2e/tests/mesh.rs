@@ -256,6 +256,38 @@ fn a_remote_scout_drafts_losslessly_and_a_killed_scout_is_rerouted() {
     assert_eq!(complete(&meshed, PROMPTS[1], 32, 0.0), reference[1].0);
 }
 
+/// A scout drafting on the GPU (lavapipe here) over the mesh: the titan's text is
+/// plain decoding's, greedy and seeded, and the GPU's drafts are accepted.
+#[test]
+fn a_scout_drafting_on_the_gpu_is_lossless() {
+    let plain = titan(&["--no-mesh"]);
+    // One prompt, few tokens: lavapipe drafts at a few tokens per second.
+    let prompt = PROMPTS[0];
+    let (greedy, sampled) = (
+        complete(&plain, prompt, 16, 0.0),
+        complete(&plain, prompt, 16, 0.9),
+    );
+    drop(plain);
+
+    let meshed = titan(&["--draft-deadline-ms", "20000"]);
+    let addr = listen_addr(&meshed, "tcp").unwrap();
+    let scout = Scout::start_with(&addr, &["--device", "gpu"]).unwrap();
+    wait_for_scouts(&meshed, 1);
+    assert_eq!(complete(&meshed, prompt, 16, 0.0), greedy, "greedy");
+    assert_eq!(complete(&meshed, prompt, 16, 0.9), sampled, "sampled");
+    let accepted = wait_until(Duration::from_secs(10), "accepted GPU drafts", || {
+        let accepted = metric(meshed.addr, "shard:remote_accepted_tokens_total")?;
+        Ok((accepted > 0.0).then_some(accepted))
+    })
+    .unwrap();
+    assert!(
+        scout.log().contains("model on the GPU"),
+        "the scout did not draft on the GPU: {}",
+        scout.log()
+    );
+    eprintln!("GPU scout: {accepted} drafted tokens accepted");
+}
+
 #[test]
 fn a_scout_slower_than_the_deadline_is_rerouted_without_changing_the_text() {
     let plain = titan(&["--no-mesh"]);

@@ -243,6 +243,9 @@ pub struct ScoutArgs {
     /// Largest draft the scout offers to make.
     #[arg(long, default_value_t = 16)]
     pub max_k: u8,
+    /// Where the draft model runs: cpu, gpu or auto (as `generate --device`).
+    #[arg(long, value_enum, default_value_t = crate::device::Device::Cpu)]
+    pub device: crate::device::Device,
 }
 
 #[derive(Args, Debug)]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 
 use crate::cli::{ModelArgs, ScoutArgs};
-use crate::mesh::scout::{ScoutOptions, ScoutStats, run as run_scout};
+use crate::mesh::scout::{DraftEngine, ScoutOptions, ScoutStats, run as run_scout};
 
 pub fn run(args: ScoutArgs) -> Result<()> {
     let model = super::load_model(&ModelArgs {
@@ -14,6 +14,10 @@ pub fn run(args: ScoutArgs) -> Result<()> {
         activations: args.activations,
         output_head: None,
     })?;
+    let engine = match crate::device::open_gpu(args.device, &model)? {
+        Some(gpu) => DraftEngine::Gpu(Box::new(gpu)),
+        None => DraftEngine::Cpu(Box::new(model)),
+    };
     let options = ScoutOptions {
         connect: args.connect,
         model_id: args
@@ -31,7 +35,7 @@ pub fn run(args: ScoutArgs) -> Result<()> {
         .context("starting the network runtime")?;
     runtime.block_on(async move {
         tokio::select! {
-            r = run_scout(options, model, stats) => r,
+            r = run_scout(options, engine, stats) => r,
             _ = tokio::signal::ctrl_c() => Ok(()),
         }
     })

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use futures::StreamExt;
+use futures::executor::block_on;
+use kernels_wgsl::{GpuModel, GpuSession};
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::SwarmEvent;
@@ -25,7 +27,9 @@ use tokio::sync::mpsc;
 use super::behaviour::{Behaviour, BehaviourEvent, Limits, build_swarm};
 use super::codec::VerifyRequest;
 use super::{Role, identity, model_key};
-use crate::engine::{Model, PassBuffers, Session};
+
+use crate::device::Engine;
+use crate::engine::{Logits, Model, PassBuffers, Session};
 use crate::generate::feed_prompts;
 
 /// Sessions whose tokens (and KV caches) a scout keeps.
@@ -84,7 +88,7 @@ struct Titan {
 }
 
 /// Runs the scout until the process is stopped.
-pub async fn run(options: ScoutOptions, model: Model, stats: Arc<ScoutStats>) -> Result<()> {
+pub async fn run(options: ScoutOptions, model: DraftEngine, stats: Arc<ScoutStats>) -> Result<()> {
     let key = match &options.data_dir {
         Some(dir) => identity::load_or_create_keypair(dir)?,
         None => libp2p::identity::Keypair::generate_ed25519(),
@@ -445,27 +449,75 @@ impl Scout {
 
 /// Owns the draft model and the sessions' KV caches; drafts one unit at a
 /// time with the unit's shared randomness.
+/// The model the scout drafts with, and where it runs.
+pub enum DraftEngine {
+    Cpu(Box<Model>),
+    /// On a GPU (`titan scout --device gpu`).
+    Gpu(Box<GpuModel>),
+}
+
 fn drafter_thread(
-    model: Model,
+    engine: DraftEngine,
     jobs: std::sync::mpsc::Receiver<DraftJob>,
     done: mpsc::Sender<DraftDone>,
 ) {
-    let mut buffers = model.new_pass_buffers();
-    let mut caches: HashMap<(PeerId, u64), Session> = HashMap::new();
+    match engine {
+        DraftEngine::Cpu(model) => {
+            let mut buffers = model.new_pass_buffers();
+            serve_jobs(
+                jobs,
+                done,
+                |job, session: &mut Session| {
+                    draft(
+                        &model,
+                        &mut buffers,
+                        session,
+                        &job.context,
+                        &job.params,
+                        job.k,
+                    )
+                },
+                || Ok::<_, std::convert::Infallible>(model.new_session()),
+            );
+        }
+        DraftEngine::Gpu(model) => {
+            let capacity = Engine::capacity(model.as_ref());
+            serve_jobs(
+                jobs,
+                done,
+                |job, session: &mut GpuSession| {
+                    draft_on_gpu(&model, session, &job.context, &job.params, job.k)
+                },
+                || model.new_session(capacity),
+            );
+        }
+    }
+}
+
+/// Answers draft jobs one after another, keeping one draft cache per (titan, session)
+/// (all dropped past [`MAX_SESSIONS`]).
+fn serve_jobs<S, E: std::fmt::Display>(
+    jobs: std::sync::mpsc::Receiver<DraftJob>,
+    done: mpsc::Sender<DraftDone>,
+    mut draft: impl FnMut(&DraftJob, &mut S) -> Vec<u32>,
+    new_session: impl Fn() -> Result<S, E>,
+) {
+    let mut caches: HashMap<(PeerId, u64), S> = HashMap::new();
     while let Ok(job) = jobs.recv() {
         let key = (job.titan, job.session);
         if !caches.contains_key(&key) && caches.len() >= MAX_SESSIONS {
             caches.clear();
         }
-        let session = caches.entry(key).or_insert_with(|| model.new_session());
-        let drafts = draft(
-            &model,
-            &mut buffers,
-            session,
-            &job.context,
-            &job.params,
-            job.k,
-        );
+        let drafts = match caches.entry(key) {
+            std::collections::hash_map::Entry::Occupied(mut e) => draft(&job, e.get_mut()),
+            std::collections::hash_map::Entry::Vacant(e) => match new_session() {
+                Ok(session) => draft(&job, e.insert(session)),
+                Err(err) => {
+                    tracing::warn!("no draft session: {err}");
+                    Vec::new()
+                }
+            },
+        };
         let result = DraftDone {
             titan: job.titan,
             work: job.work,
@@ -477,6 +529,45 @@ fn drafter_thread(
             return;
         }
     }
+}
+
+/// [`draft`] on the GPU model: the session's cached prefix is reused, greedy picks are
+/// the GPU's argmax and sampled ones are made on the host from the logits.
+fn draft_on_gpu(
+    model: &GpuModel,
+    session: &mut GpuSession,
+    context: &[u32],
+    params: &SamplingParams,
+    k: usize,
+) -> Vec<u32> {
+    if context.is_empty() || context.len() + k > session.capacity() {
+        return Vec::new();
+    }
+    let keep = crate::generate::common_prefix(session.tokens(), context).min(context.len() - 1);
+    session.truncate(keep);
+    let mut feed = context[keep..].to_vec();
+    let mut out = Vec::with_capacity(k);
+    while out.len() < k {
+        let position = (session.len() + feed.len()) as u64;
+        let token = if params.is_greedy() {
+            block_on(model.next_tokens(session, &feed, Logits::Last))
+                .map(|ids| ids.last().copied().unwrap_or_default())
+        } else {
+            block_on(model.forward(session, &feed, Logits::Last))
+                .map(|logits| sample_token(&logits, params, position))
+        };
+        match token {
+            Ok(t) => {
+                out.push(t);
+                feed = vec![t];
+            }
+            Err(e) => {
+                tracing::warn!("drafting on the GPU failed: {e}");
+                break;
+            }
+        }
+    }
+    out
 }
 
 /// Samples `k` tokens after `context` with the request's shared randomness
