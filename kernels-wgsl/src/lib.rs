@@ -22,11 +22,18 @@
 //! - [`Gpu::attention`]: causal grouped-query attention of a pass's new rows over a
 //!   token-major KV cache on the GPU ([`Gpu::copy_rows`] appends to it).
 //!
+//! - [`GpuModel`]: a llama or BitNet model from a GGUF file's bytes, read through
+//!   `shared_protocol::model`'s recipe (the CPU engine's weight map, block checks and
+//!   RoPE tables) and run in the CPU engine's op order; a [`GpuSession`] holds a KV
+//!   cache on the GPU with rollback, and one pass takes up to [`MAX_BATCH`] tokens
+//!   (decode, or K+1 to verify drafts) and reads back logits or only their argmax.
+//!
 //! Shaders are plain files under `shaders/`, one idea each: `bytes.wgsl` (fields from
 //! words), `format_*.wgsl` (one block of one format), `matmul.wgsl` (the driver).
 //!
-//! What it does not do (yet): Gumbel-max sampling and the GPU model; TQ1_0
-//! weights; subgroup or `f16` variants of the kernels.
+//! What it does not do (yet): Gumbel-max sampling on the GPU (sampled picks read the
+//! logits back and sample on the host); TQ1_0 weights; subgroup or `f16` variants of
+//! the kernels; BitNet's int8 per-token activations (the GPU computes them in f32).
 
 mod attention;
 mod context;
