@@ -12,7 +12,6 @@ use rayon::prelude::*;
 use shared_protocol::sampling::{SamplingParams, sample_token};
 use shared_protocol::speculative::{Verdict, VerifyError, verify_drafts};
 
-use futures::executor::block_on;
 use kernels_wgsl::{GpuModel, GpuSession};
 
 use crate::engine::{Logits, Model, ModelError, PassBuffers, PassInput, Session};
@@ -356,11 +355,9 @@ fn propose(
     }
 }
 
-/// Drafts with a GPU draft model, one sequence after another: brings the sequence's GPU
-/// draft cache up to the target's tokens plus the pending one, then samples one token
-/// per pass at the positions the target will verify, with the request's shared
-/// randomness (greedy picks by the GPU's argmax, which follows the sampler's rules).
-/// A context past the GPU session's capacity gets no drafts: the target decodes alone.
+/// Drafts with a GPU draft model, one sequence after another, each from its own GPU
+/// draft cache ([`crate::device::draft_on_gpu`]). A context past the GPU session's
+/// capacity gets no drafts: the target decodes alone.
 fn draft_on_gpu(
     model: &GpuModel,
     seqs: &mut [&mut Sequence],
@@ -369,31 +366,15 @@ fn draft_on_gpu(
 ) -> Result<(), ModelError> {
     let capacity = crate::device::Engine::capacity(model);
     for ((seq, &budget), out) in seqs.iter_mut().zip(budgets).zip(drafts.iter_mut()) {
-        let mut context = seq.target.tokens().to_vec();
-        context.extend(seq.pending);
-        if budget == 0 || context.len() + budget > capacity {
+        if budget == 0 {
             continue;
         }
+        let context = seq.context();
         let session = match &mut seq.gpu_draft {
             Some(s) => s,
             None => seq.gpu_draft.insert(model.new_session(capacity)?),
         };
-        let keep =
-            crate::generate::common_prefix(session.tokens(), &context).min(context.len() - 1);
-        session.truncate(keep);
-        let mut feed = context[keep..].to_vec();
-        while out.len() < budget {
-            let position = (session.len() + feed.len()) as u64;
-            let token = if seq.params.is_greedy() {
-                let ids = block_on(model.next_tokens(session, &feed, Logits::Last))?;
-                ids.last().copied().unwrap_or_default()
-            } else {
-                let logits = block_on(model.forward(session, &feed, Logits::Last))?;
-                sample_token(&logits, &seq.params, position)
-            };
-            out.push(token);
-            feed = vec![token];
-        }
+        *out = crate::device::draft_on_gpu(model, session, &context, &seq.params, budget)?;
     }
     Ok(())
 }

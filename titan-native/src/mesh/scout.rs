@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use futures::StreamExt;
-use futures::executor::block_on;
 use kernels_wgsl::{GpuModel, GpuSession};
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId};
@@ -28,8 +27,8 @@ use super::behaviour::{Behaviour, BehaviourEvent, Limits, build_swarm};
 use super::codec::VerifyRequest;
 use super::{Role, identity, model_key};
 
-use crate::device::Engine;
-use crate::engine::{Logits, Model, PassBuffers, Session};
+use crate::device::{Engine, draft_on_gpu};
+use crate::engine::{Model, PassBuffers, Session};
 use crate::generate::feed_prompts;
 
 /// Sessions whose tokens (and KV caches) a scout keeps.
@@ -486,7 +485,12 @@ fn drafter_thread(
                 jobs,
                 done,
                 |job, session: &mut GpuSession| {
-                    draft_on_gpu(&model, session, &job.context, &job.params, job.k)
+                    draft_on_gpu(&model, session, &job.context, &job.params, job.k).unwrap_or_else(
+                        |e| {
+                            tracing::warn!("drafting on the GPU failed: {e}");
+                            Vec::new()
+                        },
+                    )
                 },
                 || model.new_session(capacity),
             );
@@ -529,45 +533,6 @@ fn serve_jobs<S, E: std::fmt::Display>(
             return;
         }
     }
-}
-
-/// [`draft`] on the GPU model: the session's cached prefix is reused, greedy picks are
-/// the GPU's argmax and sampled ones are made on the host from the logits.
-fn draft_on_gpu(
-    model: &GpuModel,
-    session: &mut GpuSession,
-    context: &[u32],
-    params: &SamplingParams,
-    k: usize,
-) -> Vec<u32> {
-    if context.is_empty() || context.len() + k > session.capacity() {
-        return Vec::new();
-    }
-    let keep = crate::generate::common_prefix(session.tokens(), context).min(context.len() - 1);
-    session.truncate(keep);
-    let mut feed = context[keep..].to_vec();
-    let mut out = Vec::with_capacity(k);
-    while out.len() < k {
-        let position = (session.len() + feed.len()) as u64;
-        let token = if params.is_greedy() {
-            block_on(model.next_tokens(session, &feed, Logits::Last))
-                .map(|ids| ids.last().copied().unwrap_or_default())
-        } else {
-            block_on(model.forward(session, &feed, Logits::Last))
-                .map(|logits| sample_token(&logits, params, position))
-        };
-        match token {
-            Ok(t) => {
-                out.push(t);
-                feed = vec![t];
-            }
-            Err(e) => {
-                tracing::warn!("drafting on the GPU failed: {e}");
-                break;
-            }
-        }
-    }
-    out
 }
 
 /// Samples `k` tokens after `context` with the request's shared randomness
