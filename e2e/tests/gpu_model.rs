@@ -323,3 +323,65 @@ fn speculation_with_a_gpu_draft_equals_plain_cpu_decoding() {
         }
     }
 }
+
+/// The BitNet graphs (sub-norms, relu² or SiLU gates, TQ2_0 and I2_S weights, NEOX RoPE)
+/// on the GPU against the CPU engine computing with int16 activations (the float
+/// model: the GPU has no int8 per-token mode yet), on tiny `titan gen-bitnet` files.
+#[test]
+fn bitnet_graphs_match_the_cpu_engine() {
+    use kernels_cpu::Precision;
+
+    let dir = tempfile::tempdir().unwrap();
+    for (ty, arch, seed) in [
+        ("tq2_0", "bitnet-b1.58", 31),
+        ("i2_s", "bitnet-b1.58", 32),
+        ("tq2_0", "bitnet", 33),
+    ] {
+        let path = dir.path().join(format!("{arch}-{ty}.gguf"));
+        let run = e2e::titan(&[
+            "gen-bitnet",
+            "--shape",
+            "tiny",
+            "--type",
+            ty,
+            "--arch",
+            arch,
+            "--seed",
+            &seed.to_string(),
+            "--out",
+            &path.to_string_lossy(),
+        ])
+        .unwrap();
+        assert!(run.status.success(), "{run:?}");
+        let options = LoadOptions {
+            precision: Some(Precision::Int16),
+            ..LoadOptions::default()
+        };
+        let cpu = Model::load(&path, &options).unwrap();
+        let gpu = block_on(Gpu::new(&GpuOptions::default())).unwrap();
+        let gpu = GpuModel::load(gpu, cpu.bytes()).unwrap();
+        let tokens = cpu
+            .tokenizer
+            .encode("Ternary weights on the GPU: 42 and a few more words", true);
+        let want = cpu
+            .forward(&mut cpu.new_session(), &tokens, Logits::All)
+            .unwrap();
+        let mut gs = gpu.new_session(64).unwrap();
+        let got = block_on(gpu.forward(&mut gs, &tokens, Logits::All)).unwrap();
+        let vocab = cpu.config.n_vocab;
+        let mut worst = 0f32;
+        let mut agree = 0;
+        for (g, c) in got.chunks_exact(vocab).zip(want.chunks_exact(vocab)) {
+            worst = worst.max(relative_error(g, c));
+            agree += usize::from(argmax(g) == argmax(c));
+        }
+        eprintln!(
+            "{arch} {ty}: worst relative error {worst:.2e}, top-1 {agree}/{}",
+            tokens.len()
+        );
+        assert!(
+            worst < 1e-3,
+            "{arch} {ty}: GPU logits off by {worst} of the spread"
+        );
+    }
+}
