@@ -34,6 +34,10 @@ use crate::generate::feed_prompts;
 /// Sessions whose tokens (and KV caches) a scout keeps.
 const MAX_SESSIONS: usize = 64;
 
+/// Draft caches a GPU scout keeps: each is allocated whole on the GPU
+/// ([`crate::device::GPU_SESSION_POSITIONS`] positions), unlike the CPU's, which grow.
+const MAX_GPU_SESSIONS: usize = 4;
+
 #[derive(Clone, Debug)]
 pub struct ScoutOptions {
     pub connect: Vec<Multiaddr>,
@@ -466,6 +470,7 @@ fn drafter_thread(
             serve_jobs(
                 jobs,
                 done,
+                MAX_SESSIONS,
                 |job, session: &mut Session| {
                     draft(
                         &model,
@@ -484,6 +489,7 @@ fn drafter_thread(
             serve_jobs(
                 jobs,
                 done,
+                MAX_GPU_SESSIONS,
                 |job, session: &mut GpuSession| {
                     draft_on_gpu(&model, session, &job.context, &job.params, job.k).unwrap_or_else(
                         |e| {
@@ -499,17 +505,18 @@ fn drafter_thread(
 }
 
 /// Answers draft jobs one after another, keeping one draft cache per (titan, session)
-/// (all dropped past [`MAX_SESSIONS`]).
+/// (all dropped past `max_sessions`).
 fn serve_jobs<S, E: std::fmt::Display>(
     jobs: std::sync::mpsc::Receiver<DraftJob>,
     done: mpsc::Sender<DraftDone>,
+    max_sessions: usize,
     mut draft: impl FnMut(&DraftJob, &mut S) -> Vec<u32>,
     new_session: impl Fn() -> Result<S, E>,
 ) {
     let mut caches: HashMap<(PeerId, u64), S> = HashMap::new();
     while let Ok(job) = jobs.recv() {
         let key = (job.titan, job.session);
-        if !caches.contains_key(&key) && caches.len() >= MAX_SESSIONS {
+        if !caches.contains_key(&key) && caches.len() >= max_sessions {
             caches.clear();
         }
         let drafts = match caches.entry(key) {
