@@ -11,7 +11,7 @@ pub mod reference_check;
 pub mod server;
 pub mod tiny;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
@@ -203,4 +203,26 @@ pub fn quantize(format: kernels_cpu::WeightFormat, values: &[f32], cols: usize) 
         encode(x, o);
     }
     out
+}
+
+/// Writes a tiny BitNet model with `titan gen-bitnet` (SmolLM2's tokenizer, seeded
+/// ternary weights of type `ty`, architecture name `arch`) into `dir`.
+pub fn gen_bitnet(dir: &Path, ty: &str, arch: &str, seed: u64) -> PathBuf {
+    let path = dir.join(format!("{arch}-{ty}-{seed}.gguf"));
+    let run = titan(&[
+        "gen-bitnet",
+        "--shape",
+        "tiny",
+        "--type",
+        ty,
+        "--arch",
+        arch,
+        "--seed",
+        &seed.to_string(),
+        "--out",
+        &path.to_string_lossy(),
+    ])
+    .unwrap_or_else(|e| panic!("running titan gen-bitnet: {e:#}"));
+    assert!(run.status.success(), "{run:?}");
+    path
 }

@@ -7,33 +7,12 @@
 use std::path::{Path, PathBuf};
 
 use e2e::reference_check::{agreement, check_model, load, reference_logits_with};
-use e2e::{TitanRun, titan};
+use e2e::{TitanRun, gen_bitnet, titan};
 use kernels_cpu::{Precision, WeightFormat};
 use shared_protocol::gguf::{GgufFile, GgufWriter, MetaValue};
 use titan_native::engine::{LoadOptions, Logits, Model};
 
 const PROMPT: &str = "Ternary weights, one pass: 42 🙂 and a few more words";
-
-/// Writes a tiny model with `titan gen-bitnet`.
-fn gen_bitnet(dir: &Path, ty: &str, arch: &str, seed: u64) -> PathBuf {
-    let path = dir.join(format!("{arch}-{ty}-{seed}.gguf"));
-    let run = titan(&[
-        "gen-bitnet",
-        "--shape",
-        "tiny",
-        "--type",
-        ty,
-        "--arch",
-        arch,
-        "--seed",
-        &seed.to_string(),
-        "--out",
-        &path.to_string_lossy(),
-    ])
-    .unwrap();
-    assert!(run.status.success(), "{run:?}");
-    path
-}
 
 /// TQ1_0 and TQ2_0 files are read by the `gguf` package itself, so the reference
 /// dequantizes them independently of our kernels.

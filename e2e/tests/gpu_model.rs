@@ -337,22 +337,7 @@ fn bitnet_graphs_match_the_cpu_engine() {
         ("i2_s", "bitnet-b1.58", 32),
         ("tq2_0", "bitnet", 33),
     ] {
-        let path = dir.path().join(format!("{arch}-{ty}.gguf"));
-        let run = e2e::titan(&[
-            "gen-bitnet",
-            "--shape",
-            "tiny",
-            "--type",
-            ty,
-            "--arch",
-            arch,
-            "--seed",
-            &seed.to_string(),
-            "--out",
-            &path.to_string_lossy(),
-        ])
-        .unwrap();
-        assert!(run.status.success(), "{run:?}");
+        let path = e2e::gen_bitnet(dir.path(), ty, arch, seed);
         let options = LoadOptions {
             precision: Some(Precision::Int16),
             ..LoadOptions::default()
