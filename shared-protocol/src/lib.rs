@@ -12,6 +12,8 @@
 //! - [`model`]: a llama-family model's recipe (llama and BitNet b1.58):
 //!   hyperparameters from GGUF metadata, where each weight lives, and RoPE
 //!   tables, shared by the CPU and GPU engines.
+//! - [`drafting`]: both halves of remote drafting (the scout's and the
+//!   titan's view of `/shard/verify/1`) as sans-IO state machines.
 //! - [`sampling`]: temperature/top-k/top-p sampling with shared randomness
 //!   (counter-based Gumbel-max), so drafts and verdicts agree bit for bit.
 //! - [`speculative`]: the verify step of speculative decoding as a pure
@@ -25,6 +27,7 @@
 #![forbid(unsafe_code)]
 
 pub mod chat;
+pub mod drafting;
 pub mod format;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -33,10 +33,7 @@ pub struct Generation {
     pub stats: SpecStats,
 }
 
-/// Length of the common prefix of two token sequences.
-pub fn common_prefix(a: &[u32], b: &[u32]) -> usize {
-    a.iter().zip(b).take_while(|(x, y)| x == y).count()
-}
+pub use shared_protocol::drafting::common_prefix;
 
 /// Makes the session hold exactly `prompt` and returns the logits of its last
 /// position. Reuses whatever prefix the session already has cached.

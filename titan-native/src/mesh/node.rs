@@ -17,7 +17,7 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify, kad, ping};
 use shared_protocol::wire::DecodeError;
 use shared_protocol::wire::gossip::{GossipMessage, TOPIC_WORK, TOPIC_WORK_RESULT};
-use shared_protocol::wire::verify::{Drafts, RejectReason, Request, Response, VerdictMsg, Work};
+use shared_protocol::wire::verify::{Drafts, RejectReason, Request, Response, VerdictMsg};
 use tokio::sync::mpsc;
 
 use super::behaviour::{Behaviour, BehaviourEvent, Limits, build_swarm};
@@ -27,6 +27,7 @@ use super::work::{FromMesh, MeshLink, ToMesh, WorkUnit, claim};
 use super::{Role, identity, model_key};
 use crate::server::metrics::Metrics;
 use crate::server::scheduler::Inbox;
+use shared_protocol::drafting::titan::ScoutsView;
 
 /// Pulls held at once (over all scouts), and per scout.
 const MAX_HELD_PULLS: usize = 256;
@@ -142,9 +143,8 @@ pub async fn start(
         model_id: options.model_id,
         held: VecDeque::new(),
         queued: VecDeque::new(),
-        assigned: HashMap::new(),
+        scouts: ScoutsView::new(MAX_KNOWN_CONTEXTS),
         awaiting: HashMap::new(),
-        known: HashMap::new(),
         results: HashMap::new(),
         bootstrapped: false,
     };
@@ -156,12 +156,6 @@ struct HeldPull {
     peer: PeerId,
     channel: ResponseChannel<Response>,
     since: Instant,
-}
-
-struct Assigned {
-    peer: PeerId,
-    session: u64,
-    position: u64,
 }
 
 struct Awaiting {
@@ -183,12 +177,10 @@ struct Node {
     held: VecDeque<HeldPull>,
     /// Units whose claimed pull vanished, for the next pull.
     queued: VecDeque<WorkUnit>,
-    /// Units out with scouts, by work id.
-    assigned: HashMap<u64, Assigned>,
+    /// What each scout holds of each session, and the units out with them.
+    scouts: ScoutsView<PeerId>,
     /// Drafts handed to the scheduler, waiting for its verdict.
     awaiting: HashMap<u64, Awaiting>,
-    /// What each scout holds of each session's context.
-    known: HashMap<(PeerId, u64), Vec<u32>>,
     /// Drafted and accepted tokens per scout and session, published on
     /// `shard-work-result` when the session ends.
     results: HashMap<(PeerId, u64), (u64, u64)>,
@@ -390,19 +382,10 @@ impl Node {
     }
 
     fn on_drafts(&mut self, peer: PeerId, d: Drafts, channel: ResponseChannel<Response>) {
-        let matches = self
-            .assigned
-            .get(&d.work)
-            .is_some_and(|a| a.peer == peer && a.session == d.session && a.position == d.position);
-        if !matches {
-            let detail = format!(
-                "work {} of session {} is not in flight for you",
-                d.work, d.session
-            );
-            self.reject(channel, RejectReason::UnknownWork, detail);
+        if let Err(e) = self.scouts.take_drafts(&peer, &d) {
+            self.reject(channel, RejectReason::UnknownWork, e.to_string());
             return;
         }
-        self.assigned.remove(&d.work);
         let msg = Inbox::Mesh(FromMesh::Drafts {
             work: d.work,
             tokens: d.tokens.clone(),
@@ -426,43 +409,8 @@ impl Node {
         );
     }
 
-    /// The wire form of `unit` for `peer`: only the context it lacks.
-    fn work_for(&mut self, peer: PeerId, unit: &WorkUnit) -> Work {
-        let key = (peer, unit.session);
-        let start = self
-            .known
-            .get(&key)
-            .map_or(0, |k| crate::generate::common_prefix(k, &unit.context));
-        if self.known.len() >= MAX_KNOWN_CONTEXTS && !self.known.contains_key(&key) {
-            // Forget an arbitrary session; its scout gets the full context
-            // next time.
-            if let Some(k) = self.known.keys().next().copied() {
-                self.known.remove(&k);
-            }
-        }
-        self.known.insert(key, unit.context.clone());
-        self.assigned.insert(
-            unit.work,
-            Assigned {
-                peer,
-                session: unit.session,
-                position: unit.context.len() as u64,
-            },
-        );
-        Work {
-            work: unit.work,
-            session: unit.session,
-            position: unit.context.len() as u64,
-            context_start: start as u64,
-            context: unit.context[start..].to_vec(),
-            sampling: unit.params,
-            k: unit.k.min(shared_protocol::wire::verify::MAX_DRAFT_TOKENS) as u8,
-            deadline_ms: unit.deadline.as_millis().min(u128::from(u32::MAX)) as u32,
-        }
-    }
-
     fn assign(&mut self, peer: PeerId, channel: ResponseChannel<Response>, unit: WorkUnit) {
-        let work = self.work_for(peer, &unit);
+        let work = self.scouts.work_for(peer, &unit);
         let id = unit.work;
         if self
             .swarm
@@ -471,7 +419,7 @@ impl Node {
             .send_response(channel, Response::Work(work))
             .is_err()
         {
-            self.assigned.remove(&id);
+            self.scouts.unassign(id);
             self.abandon(id, format!("scout {peer} went away before taking the work"));
         }
     }
@@ -517,15 +465,13 @@ impl Node {
                     r.0 += a.drafts.len() as u64;
                     r.1 += accepted as u64;
                 }
+                self.scouts
+                    .verdict(&a.peer, a.session, &a.drafts, accepted, next, done);
                 if done {
-                    self.known.remove(&key);
                     self.publish_result(key);
-                } else if let Some(k) = self.known.get_mut(&key) {
-                    k.extend_from_slice(&a.drafts[..accepted.min(a.drafts.len())]);
-                    k.push(next);
                 }
                 let next_id = next_unit.as_ref().map(|u| u.work);
-                let next_work = next_unit.map(|u| self.work_for(a.peer, &u));
+                let next_work = next_unit.map(|u| self.scouts.work_for(a.peer, &u));
                 let verdict = VerdictMsg {
                     work,
                     session: a.session,
@@ -542,12 +488,12 @@ impl Node {
                 if sent.is_err()
                     && let Some(id) = next_id
                 {
-                    self.assigned.remove(&id);
+                    self.scouts.unassign(id);
                     self.abandon(id, format!("scout {} went away", a.peer));
                 }
             }
             ToMesh::Cancel { work } => {
-                self.assigned.remove(&work);
+                self.scouts.unassign(work);
                 self.queued.retain(|u| u.work != work);
                 if let Some(a) = self.awaiting.remove(&work) {
                     self.reject(
@@ -593,24 +539,17 @@ impl Node {
     }
 
     fn peer_gone(&mut self, peer: PeerId) {
-        let gone: Vec<u64> = self
-            .assigned
-            .iter()
-            .filter(|(_, a)| a.peer == peer)
-            .map(|(w, _)| *w)
-            .chain(
-                self.awaiting
-                    .iter()
-                    .filter(|(_, a)| a.peer == peer)
-                    .map(|(w, _)| *w),
-            )
-            .collect();
+        let mut gone = self.scouts.peer_gone(&peer);
+        gone.extend(
+            self.awaiting
+                .iter()
+                .filter(|(_, a)| a.peer == peer)
+                .map(|(w, _)| *w),
+        );
         for work in gone {
-            self.assigned.remove(&work);
             self.awaiting.remove(&work);
             self.abandon(work, format!("scout {peer} disconnected"));
         }
-        self.known.retain(|(p, _), _| *p != peer);
         let ended: Vec<_> = self
             .results
             .keys()

@@ -4,9 +4,11 @@
 //! unit, whose answer carries the verdict and usually the session's next
 //! unit. It finds titans serving its model through the DHT (provider
 //! records) from the address it was given, and drafts for all of them, one
-//! unit at a time.
+//! unit at a time. The protocol's rules (what it holds of each session, when
+//! it pulls, how verdicts apply) are [`ScoutState`]'s, shared with the
+//! browser scout; this file is the swarm and the drafting thread around it.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -15,12 +17,13 @@ use anyhow::{Context, Result};
 use futures::StreamExt;
 use kernels_wgsl::{GpuModel, GpuSession};
 use libp2p::multiaddr::Protocol;
-use libp2p::request_response::{self, OutboundRequestId};
+use libp2p::request_response;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify, kad};
+use shared_protocol::drafting::scout::{DraftJob, Drafted, ScoutAction, ScoutConfig, ScoutState};
 use shared_protocol::sampling::{SamplingParams, sample_token};
 use shared_protocol::wire::gossip::GossipMessage;
-use shared_protocol::wire::verify::{Drafts, Request, Response, VERIFY_PROTOCOL, Work};
+use shared_protocol::wire::verify::{Response, VERIFY_PROTOCOL};
 use tokio::sync::mpsc;
 
 use super::behaviour::{Behaviour, BehaviourEvent, Limits, build_swarm};
@@ -56,40 +59,6 @@ pub struct ScoutStats {
     pub accepted: AtomicU64,
 }
 
-struct DraftJob {
-    titan: PeerId,
-    work: u64,
-    session: u64,
-    context: Vec<u32>,
-    params: SamplingParams,
-    k: usize,
-}
-
-struct DraftDone {
-    titan: PeerId,
-    work: u64,
-    session: u64,
-    position: u64,
-    drafts: Vec<u32>,
-}
-
-enum Pending {
-    Pull,
-    Drafts {
-        session: u64,
-        position: u64,
-        drafts: Vec<u32>,
-    },
-}
-
-#[derive(Default)]
-struct Titan {
-    /// A request is outstanding (one at a time per titan).
-    busy: bool,
-    /// Pull again at this time when idle.
-    next_pull: Option<Instant>,
-}
-
 /// Runs the scout until the process is stopped.
 pub async fn run(options: ScoutOptions, model: DraftEngine, stats: Arc<ScoutStats>) -> Result<()> {
     let key = match &options.data_dir {
@@ -110,21 +79,23 @@ pub async fn run(options: ScoutOptions, model: DraftEngine, stats: Arc<ScoutStat
             .dial(addr.clone())
             .with_context(|| format!("dialing {addr}"))?;
     }
-    let (jobs_tx, jobs_rx) = std::sync::mpsc::sync_channel::<DraftJob>(4);
-    let (done_tx, done_rx) = mpsc::channel::<DraftDone>(4);
+    let (jobs_tx, jobs_rx) = std::sync::mpsc::sync_channel::<DraftJob<PeerId>>(4);
+    let (done_tx, done_rx) = mpsc::channel::<Drafted<PeerId>>(4);
     std::thread::Builder::new()
         .name("scout-drafter".into())
         .spawn(move || drafter_thread(model, jobs_rx, done_tx))
         .context("starting the drafting thread")?;
+    let state = ScoutState::new(ScoutConfig {
+        model: options.model_id.clone(),
+        max_k: options.max_k,
+        max_sessions: MAX_SESSIONS,
+    });
     let scout = Scout {
         swarm,
         options,
         stats,
-        titans: HashMap::new(),
-        pending: HashMap::new(),
-        sessions: HashMap::new(),
-        queue: VecDeque::new(),
-        drafting: false,
+        state,
+        started: Instant::now(),
         jobs: jobs_tx,
         bootstrapped: false,
         dialed: HashSet::new(),
@@ -132,37 +103,74 @@ pub async fn run(options: ScoutOptions, model: DraftEngine, stats: Arc<ScoutStat
     scout.run(done_rx).await
 }
 
+/// The swarm side of the scout: turns swarm events into [`ScoutState`]
+/// inputs and carries out its actions.
 struct Scout {
     swarm: Swarm<Behaviour>,
     options: ScoutOptions,
     stats: Arc<ScoutStats>,
-    titans: HashMap<PeerId, Titan>,
-    pending: HashMap<OutboundRequestId, (PeerId, Pending)>,
-    /// Each session's tokens as this scout holds them.
-    sessions: HashMap<(PeerId, u64), Vec<u32>>,
-    /// Work waiting for the drafting thread.
-    queue: VecDeque<(PeerId, Work)>,
-    drafting: bool,
-    jobs: std::sync::mpsc::SyncSender<DraftJob>,
+    state: ScoutState<PeerId>,
+    /// The state's clock starts here.
+    started: Instant,
+    jobs: std::sync::mpsc::SyncSender<DraftJob<PeerId>>,
     bootstrapped: bool,
     dialed: HashSet<PeerId>,
 }
 
 impl Scout {
-    async fn run(mut self, mut done: mpsc::Receiver<DraftDone>) -> Result<()> {
+    async fn run(mut self, mut done: mpsc::Receiver<Drafted<PeerId>>) -> Result<()> {
         let mut tick = tokio::time::interval(Duration::from_millis(50));
         let mut discovery = tokio::time::interval(Duration::from_secs(5));
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm(event),
                 d = done.recv() => match d {
-                    Some(d) => self.on_drafted(d),
+                    Some(d) => self.state.drafted(d),
                     None => anyhow::bail!("the drafting thread stopped"),
                 },
-                _ = tick.tick() => self.pull_due(),
+                _ = tick.tick() => {
+                    let now = self.now_ms();
+                    self.state.poll(now);
+                }
                 _ = discovery.tick() => self.discover(),
             }
+            self.act();
         }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Carries out what the state asks for.
+    fn act(&mut self) {
+        while let Some(action) = self.state.next_action() {
+            match action {
+                ScoutAction::Send { titan, request } => {
+                    // A titan that is not connected is dialed; if that
+                    // fails, the failure comes back as an event.
+                    self.swarm
+                        .behaviour_mut()
+                        .verify
+                        .send_request(&titan, VerifyRequest::Msg(request));
+                }
+                ScoutAction::Draft(job) => {
+                    // One job is out at a time, so the channel has room; if
+                    // the drafter is gone, answer with no drafts.
+                    if let Err(e) = self.jobs.try_send(job) {
+                        let job = match e {
+                            std::sync::mpsc::TrySendError::Full(j)
+                            | std::sync::mpsc::TrySendError::Disconnected(j) => j,
+                        };
+                        self.state.drafted(job.answer(Vec::new()));
+                    }
+                }
+            }
+        }
+        let c = self.state.counts();
+        self.stats.units.store(c.units, Relaxed);
+        self.stats.drafted.store(c.drafted, Relaxed);
+        self.stats.accepted.store(c.accepted, Relaxed);
     }
 
     fn on_swarm(&mut self, event: SwarmEvent<BehaviourEvent>) {
@@ -177,11 +185,9 @@ impl Scout {
                 num_established: 0,
                 ..
             } => {
-                if self.titans.remove(&peer_id).is_some() {
+                if self.state.titan_lost(&peer_id) {
                     tracing::info!(%peer_id, "titan disconnected");
                 }
-                self.sessions.retain(|(p, _), _| *p != peer_id);
-                self.queue.retain(|(p, _)| *p != peer_id);
                 self.dialed.remove(&peer_id);
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
@@ -196,6 +202,7 @@ impl Scout {
     }
 
     fn on_behaviour(&mut self, event: BehaviourEvent) {
+        let now = self.now_ms();
         match event {
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 let behaviour = self.swarm.behaviour_mut();
@@ -206,16 +213,9 @@ impl Scout {
                 }
                 let titan = Role::from_agent_version(&info.agent_version) == Role::Titan
                     && info.protocols.iter().any(|p| p.as_ref() == VERIFY_PROTOCOL);
-                if titan && !self.titans.contains_key(&peer_id) {
+                if titan && self.state.titan_found(peer_id, now) {
                     println!("scout: drafting for titan {peer_id}");
                     tracing::info!(%peer_id, "drafting for titan");
-                    self.titans.insert(
-                        peer_id,
-                        Titan {
-                            busy: false,
-                            next_pull: Some(Instant::now()),
-                        },
-                    );
                 }
             }
             BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
@@ -240,200 +240,31 @@ impl Scout {
                 if let Ok(m) = GossipMessage::decode(&message.data) {
                     tracing::info!(topic = %message.topic, "gossip: {m:?}");
                     println!("scout: gossip on {}: {m:?}", message.topic);
-                    if let (GossipMessage::WorkOffer { .. }, Some(src)) = (&m, message.source)
-                        && let Some(t) = self.titans.get_mut(&src)
-                        && !t.busy
-                    {
-                        t.next_pull = Some(Instant::now());
+                    if let (GossipMessage::WorkOffer { .. }, Some(src)) = (&m, message.source) {
+                        self.state.work_offered(&src, now);
                     }
                 }
             }
             BehaviourEvent::Verify(request_response::Event::Message {
                 peer,
-                message:
-                    request_response::Message::Response {
-                        request_id,
-                        response,
-                    },
+                message: request_response::Message::Response { response, .. },
                 ..
-            }) => self.on_response(peer, request_id, response),
+            }) => {
+                if let Response::Rejected { reason, detail } = &response {
+                    tracing::info!(%peer, ?reason, "titan refused: {detail}");
+                }
+                self.state.response(&peer, response, now);
+            }
             BehaviourEvent::Verify(request_response::Event::OutboundFailure {
                 peer,
-                request_id,
                 error,
                 ..
             }) => {
                 tracing::debug!(%peer, "verify request failed: {error}");
-                self.pending.remove(&request_id);
-                self.idle(peer, Duration::from_millis(500));
+                self.state.request_failed(&peer, now);
             }
             _ => {}
         }
-    }
-
-    fn idle(&mut self, titan: PeerId, after: Duration) {
-        if let Some(t) = self.titans.get_mut(&titan) {
-            t.busy = false;
-            t.next_pull = Some(Instant::now() + after);
-        }
-    }
-
-    fn send(&mut self, titan: PeerId, request: Request, pending: Pending) {
-        let id = self
-            .swarm
-            .behaviour_mut()
-            .verify
-            .send_request(&titan, VerifyRequest::Msg(request));
-        self.pending.insert(id, (titan, pending));
-        if let Some(t) = self.titans.get_mut(&titan) {
-            t.busy = true;
-            t.next_pull = None;
-        }
-    }
-
-    fn pull_due(&mut self) {
-        let now = Instant::now();
-        let due: Vec<PeerId> = self
-            .titans
-            .iter()
-            .filter(|(_, t)| !t.busy && t.next_pull.is_some_and(|at| at <= now))
-            .map(|(p, _)| *p)
-            .collect();
-        for titan in due {
-            let request = Request::PullWork {
-                model: self.options.model_id.clone(),
-                max_k: self.options.max_k,
-            };
-            self.send(titan, request, Pending::Pull);
-        }
-    }
-
-    fn on_response(&mut self, titan: PeerId, id: OutboundRequestId, response: Response) {
-        let Some((_, pending)) = self.pending.remove(&id) else {
-            return;
-        };
-        match response {
-            Response::Work(work) => self.take_work(titan, work),
-            Response::NoWork { retry_after_ms } => {
-                self.idle(titan, Duration::from_millis(u64::from(retry_after_ms)));
-            }
-            Response::Verdict(v) => {
-                if let Pending::Drafts {
-                    session,
-                    position,
-                    drafts,
-                } = pending
-                {
-                    let accepted = usize::from(v.accepted).min(drafts.len());
-                    self.stats.accepted.fetch_add(accepted as u64, Relaxed);
-                    let key = (titan, session);
-                    if v.done {
-                        self.sessions.remove(&key);
-                    } else if let Some(tokens) = self.sessions.get_mut(&key) {
-                        tokens.truncate(position as usize);
-                        tokens.extend_from_slice(&drafts[..accepted]);
-                        tokens.push(v.next_token);
-                    }
-                }
-                match v.next {
-                    Some(work) => self.take_work(titan, work),
-                    None => self.idle(titan, Duration::ZERO),
-                }
-            }
-            Response::Rejected { reason, detail } => {
-                tracing::info!(%titan, ?reason, "titan refused: {detail}");
-                self.idle(titan, Duration::from_millis(200));
-            }
-        }
-    }
-
-    /// Brings the session's tokens up to the unit's context and queues it.
-    fn take_work(&mut self, titan: PeerId, work: Work) {
-        let key = (titan, work.session);
-        if !self.sessions.contains_key(&key)
-            && self.sessions.len() >= MAX_SESSIONS
-            && let Some(k) = self.sessions.keys().next().copied()
-        {
-            self.sessions.remove(&k);
-        }
-        let tokens = self.sessions.entry(key).or_default();
-        let start = work.context_start as usize;
-        if start > tokens.len() {
-            // We lost the beginning of this session: draft nothing (the
-            // titan decodes on its own) rather than guess.
-            tracing::debug!(session = work.session, "context gap; sending no drafts");
-            tokens.clear();
-            let request = Request::Drafts(Drafts {
-                work: work.work,
-                session: work.session,
-                position: work.position,
-                tokens: Vec::new(),
-            });
-            self.send(
-                titan,
-                request,
-                Pending::Drafts {
-                    session: work.session,
-                    position: work.position,
-                    drafts: Vec::new(),
-                },
-            );
-            return;
-        }
-        tokens.truncate(start);
-        tokens.extend_from_slice(&work.context);
-        if let Some(t) = self.titans.get_mut(&titan) {
-            t.busy = true;
-        }
-        self.queue.push_back((titan, work));
-        self.start_drafting();
-    }
-
-    fn start_drafting(&mut self) {
-        if self.drafting {
-            return;
-        }
-        while let Some((titan, work)) = self.queue.pop_front() {
-            let Some(context) = self.sessions.get(&(titan, work.session)).cloned() else {
-                continue;
-            };
-            let job = DraftJob {
-                titan,
-                work: work.work,
-                session: work.session,
-                context,
-                params: work.sampling,
-                k: usize::from(work.k),
-            };
-            if self.jobs.try_send(job).is_ok() {
-                self.drafting = true;
-            }
-            return;
-        }
-    }
-
-    fn on_drafted(&mut self, d: DraftDone) {
-        self.drafting = false;
-        self.stats.units.fetch_add(1, Relaxed);
-        self.stats.drafted.fetch_add(d.drafts.len() as u64, Relaxed);
-        if self.swarm.is_connected(&d.titan) {
-            let request = Request::Drafts(Drafts {
-                work: d.work,
-                session: d.session,
-                position: d.position,
-                tokens: d.drafts.clone(),
-            });
-            self.send(
-                d.titan,
-                request,
-                Pending::Drafts {
-                    session: d.session,
-                    position: d.position,
-                    drafts: d.drafts,
-                },
-            );
-        }
-        self.start_drafting();
     }
 
     fn discover(&mut self) {
@@ -442,7 +273,7 @@ impl Scout {
             self.swarm.behaviour_mut().kad.get_providers(key);
         }
         // Keep trying the addresses we were given while nothing answers.
-        if self.titans.is_empty() {
+        if !self.state.has_titans() {
             for addr in self.options.connect.clone() {
                 let _ = self.swarm.dial(addr);
             }
@@ -461,8 +292,8 @@ pub enum DraftEngine {
 
 fn drafter_thread(
     engine: DraftEngine,
-    jobs: std::sync::mpsc::Receiver<DraftJob>,
-    done: mpsc::Sender<DraftDone>,
+    jobs: std::sync::mpsc::Receiver<DraftJob<PeerId>>,
+    done: mpsc::Sender<Drafted<PeerId>>,
 ) {
     match engine {
         DraftEngine::Cpu(model) => {
@@ -507,10 +338,10 @@ fn drafter_thread(
 /// Answers draft jobs one after another, keeping one draft cache per (titan, session)
 /// (all dropped past `max_sessions`).
 fn serve_jobs<S, E: std::fmt::Display>(
-    jobs: std::sync::mpsc::Receiver<DraftJob>,
-    done: mpsc::Sender<DraftDone>,
+    jobs: std::sync::mpsc::Receiver<DraftJob<PeerId>>,
+    done: mpsc::Sender<Drafted<PeerId>>,
     max_sessions: usize,
-    mut draft: impl FnMut(&DraftJob, &mut S) -> Vec<u32>,
+    mut draft: impl FnMut(&DraftJob<PeerId>, &mut S) -> Vec<u32>,
     new_session: impl Fn() -> Result<S, E>,
 ) {
     let mut caches: HashMap<(PeerId, u64), S> = HashMap::new();
@@ -529,14 +360,7 @@ fn serve_jobs<S, E: std::fmt::Display>(
                 }
             },
         };
-        let result = DraftDone {
-            titan: job.titan,
-            work: job.work,
-            session: job.session,
-            position: job.context.len() as u64,
-            drafts,
-        };
-        if done.blocking_send(result).is_err() {
+        if done.blocking_send(job.answer(drafts)).is_err() {
             return;
         }
     }

@@ -15,20 +15,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use shared_protocol::sampling::SamplingParams;
 use shared_protocol::wire::gossip::GossipMessage;
 
-/// One unit of drafting for a scout.
-#[derive(Clone, Debug)]
-pub struct WorkUnit {
-    pub work: u64,
-    pub session: u64,
-    /// The whole context (the scout is sent only what it lacks).
-    pub context: Vec<u32>,
-    pub params: SamplingParams,
-    pub k: usize,
-    pub deadline: Duration,
-}
+pub use shared_protocol::drafting::WorkUnit;
 
 /// Scheduler (and HTTP) → swarm task.
 #[derive(Debug)]
