@@ -47,6 +47,21 @@ pub fn crate_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 
+/// Node (22, from npm's `node` package) in the cache's `js/` folder where setup
+/// installed the JavaScript test peers, with `script` from `e2e/js/` copied beside
+/// its `node_modules`: the node binary and the script's path there.
+pub fn js_script(script: &str) -> Result<(PathBuf, PathBuf)> {
+    let js = cache_dir().join("js");
+    let node = js.join("node_modules").join(".bin").join("node");
+    if !node.exists() {
+        bail!("{} is missing; run `cargo xtask setup`", node.display());
+    }
+    let dest = js.join(script);
+    std::fs::copy(crate_dir().join("js").join(script), &dest)
+        .with_context(|| format!("copying {script} into {}", js.display()))?;
+    Ok((node, dest))
+}
+
 /// Path of a file under `e2e/reference/`.
 pub fn reference_script(name: &str) -> PathBuf {
     crate_dir().join("reference").join(name)

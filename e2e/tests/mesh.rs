@@ -362,15 +362,8 @@ fn bad_input_on_the_verify_protocol_is_refused_and_bounded() {
 
 #[test]
 fn js_libp2p_dials_identifies_and_pings_a_titan_over_tcp_and_websocket() {
-    let js = e2e::cache_dir().join("js");
-    let node = js.join("node_modules").join(".bin").join("node");
-    assert!(
-        node.exists(),
-        "{} is missing; run `cargo xtask setup`",
-        node.display()
-    );
-    let script = js.join("interop.mjs");
-    std::fs::copy(e2e::crate_dir().join("js").join("interop.mjs"), &script).unwrap();
+    let (node, script) = e2e::js_script("interop.mjs").unwrap();
+    let js = script.parent().unwrap().to_path_buf();
     let t = titan(&[
         "--listen",
         "/ip4/127.0.0.1/tcp/0",

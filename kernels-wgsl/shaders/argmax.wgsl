@@ -24,7 +24,8 @@ fn beats(v: f32, i: u32, bv: f32, bi: u32) -> bool {
 }
 
 const NONE: u32 = 0xffffffffu;
-const LOWEST: f32 = -3.40282347e38;
+// -f32::MAX: the literal rounds to it, and Tint (Chrome) refuses literals past it.
+const LOWEST: f32 = -3.4028234e38;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {

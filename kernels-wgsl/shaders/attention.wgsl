@@ -52,7 +52,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     workgroupBarrier();
 
-    var local_max = -3.40282347e38;
+    // -f32::MAX (Tint refuses a literal past it; this one rounds to it).
+    var local_max = -3.4028234e38;
     for (var j = lid; j < n_ctx; j += WG) {
         let k_row = j * params.kv_width + kv_off;
         var s = 0.0;

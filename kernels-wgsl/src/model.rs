@@ -18,11 +18,13 @@ mod session;
 pub use session::GpuSession;
 
 use kernels_cpu::QMatrix;
+use shared_protocol::drafting::common_prefix;
 use shared_protocol::gguf::{GgufError, GgufFile};
 use shared_protocol::model::{
     ConfigError, FfnActivation, Logits, ModelConfig, ModelWeights, Rope, RopeStyle, TensorRef,
     WeightError,
 };
+use shared_protocol::sampling::{SamplingParams, sample_token};
 
 use crate::{GateActivation, Gpu, GpuError, GpuMatrix, GpuTensor, MAX_BATCH, RopePairs};
 
@@ -212,6 +214,43 @@ impl GpuModel {
         self.run(session, tokens, which, &mut Output::Ids(&mut ids))
             .await?;
         Ok(ids)
+    }
+
+    /// Drafts `k` tokens after `context` as a scout does, with the unit's shared
+    /// randomness at the positions the titan will verify: greedy picks by the GPU's argmax
+    /// (one id comes back per pass), sampled ones on the host from the logits. The
+    /// session's cached prefix of `context` is reused. No drafts when `context` is empty
+    /// or the drafts would not fit the session.
+    ///
+    /// # Errors
+    /// A failed pass (the session then holds only what it held before that pass).
+    pub async fn draft(
+        &self,
+        session: &mut GpuSession,
+        context: &[u32],
+        params: &SamplingParams,
+        k: usize,
+    ) -> Result<Vec<u32>, GpuModelError> {
+        if context.is_empty() || context.len() + k > session.capacity() {
+            return Ok(Vec::new());
+        }
+        let keep = common_prefix(session.tokens(), context).min(context.len() - 1);
+        session.truncate(keep);
+        let mut feed = context[keep..].to_vec();
+        let mut out = Vec::with_capacity(k);
+        while out.len() < k {
+            let token = if params.is_greedy() {
+                let ids = self.next_tokens(session, &feed, Logits::Last).await?;
+                ids.last().copied().unwrap_or_default()
+            } else {
+                let position = (session.len() + feed.len()) as u64;
+                let logits = self.forward(session, &feed, Logits::Last).await?;
+                sample_token(&logits, params, position)
+            };
+            out.push(token);
+            feed = vec![token];
+        }
+        Ok(out)
     }
 
     async fn run(

@@ -238,6 +238,21 @@ impl Tokenizer {
         load::from_gguf(file)
     }
 
+    /// A prompt's ids as a model sees it: BOS first where the model wants it
+    /// ([`Tokenizer::add_bos`]), then the text with special tokens recognised (as
+    /// chat templates write them). The titan's API and CLI and the browser scout
+    /// all tokenize prompts this way.
+    pub fn encode_prompt(&self, text: &str) -> Vec<TokenId> {
+        let mut tokens = Vec::new();
+        if self.add_bos()
+            && let Some(bos) = self.bos()
+        {
+            tokens.push(bos);
+        }
+        tokens.extend(self.encode(text, true));
+        tokens
+    }
+
     /// Text → ids. With `parse_special`, control tokens written in the text
     /// (e.g. `"<|im_start|>"`) become their ids; otherwise they are tokenized
     /// as plain text. User-defined tokens are always matched. Never adds BOS:

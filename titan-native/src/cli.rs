@@ -217,6 +217,17 @@ pub struct ServeArgs {
     /// drafts on its own.
     #[arg(long, default_value_t = 1000)]
     pub draft_deadline_ms: u64,
+    /// The built scout app (Trunk's `dist/`), served at `/`. Without it, `/`
+    /// says how to build it.
+    #[arg(long, value_name = "DIR")]
+    pub app: Option<PathBuf>,
+    /// The model file browser scouts download to draft with (path or short
+    /// name; default: the `--draft` model, else the target itself).
+    #[arg(long, value_name = "MODEL", conflicts_with = "no_scout_model")]
+    pub scout_model: Option<String>,
+    /// Offer no model file to browser scouts.
+    #[arg(long)]
+    pub no_scout_model: bool,
 }
 
 #[derive(Args, Debug)]

@@ -195,11 +195,8 @@ impl Engine for GpuModel {
     }
 }
 
-/// `k` draft tokens after `context` from the GPU model, sampled at the positions the
-/// target will verify with the request's shared randomness: greedy picks by the GPU's
-/// argmax (the sampler's rules, so one id comes back per pass), sampled ones on the host
-/// from the logits. The session's cached prefix of `context` is reused. No drafts when
-/// `context` is empty or the drafts would not fit the session.
+/// `k` draft tokens after `context` from the GPU model ([`GpuModel::draft`], which the
+/// browser scout awaits), on this thread.
 ///
 /// # Errors
 /// A failed GPU pass (the session then holds only what it held before that pass).
@@ -210,26 +207,7 @@ pub fn draft_on_gpu(
     params: &SamplingParams,
     k: usize,
 ) -> Result<Vec<u32>, GpuModelError> {
-    if context.is_empty() || context.len() + k > session.capacity() {
-        return Ok(Vec::new());
-    }
-    let keep = crate::generate::common_prefix(session.tokens(), context).min(context.len() - 1);
-    session.truncate(keep);
-    let mut feed = context[keep..].to_vec();
-    let mut out = Vec::with_capacity(k);
-    while out.len() < k {
-        let token = if params.is_greedy() {
-            let ids = block_on(model.next_tokens(session, &feed, Logits::Last))?;
-            ids.last().copied().unwrap_or_default()
-        } else {
-            let position = (session.len() + feed.len()) as u64;
-            let logits = block_on(model.forward(session, &feed, Logits::Last))?;
-            sample_token(&logits, params, position)
-        };
-        out.push(token);
-        feed = vec![token];
-    }
-    Ok(out)
+    block_on(model.draft(session, context, params, k))
 }
 
 /// Plain decoding (no drafts) of `prompt` on any engine, with the same stop rules as

@@ -5,11 +5,13 @@
 //! scheduler through a bounded queue, and at most `max_sessions` run at once
 //! (more get 429 with `Retry-After`). Bodies are capped at 1 MiB.
 
+mod app;
 mod error;
 pub mod metrics;
 mod openai;
 mod routes;
 pub mod scheduler;
+mod scout_model;
 mod stop;
 mod system;
 
@@ -28,9 +30,10 @@ use crate::mesh::node::{MeshOptions, MeshShared};
 use error::ApiError;
 use metrics::Metrics;
 use scheduler::Inbox;
+pub use scout_model::{SCOUT_MODEL_PATH, ScoutModel};
 
 /// Settings of a running server.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ServeOptions {
     pub http: SocketAddr,
     /// The id clients use in `model`.
@@ -39,6 +42,10 @@ pub struct ServeOptions {
     pub max_tokens_cap: usize,
     /// The libp2p node; `None` serves the API alone.
     pub mesh: Option<MeshOptions>,
+    /// The built scout app, served at `/`.
+    pub app_dir: Option<std::path::PathBuf>,
+    /// The model file browser scouts draft with.
+    pub scout_model: Option<ScoutModel>,
 }
 
 /// What the HTTP handlers share.
@@ -53,6 +60,8 @@ pub struct AppState {
     pub sessions: Arc<Semaphore>,
     pub metrics: Arc<Metrics>,
     pub mesh: Option<Arc<MeshShared>>,
+    pub app_dir: Option<std::path::PathBuf>,
+    pub scout_model: Option<ScoutModel>,
 }
 
 impl AppState {
@@ -67,14 +76,7 @@ impl AppState {
     /// Prompt text to tokens (BOS first where the model wants it; special
     /// tokens written by the chat template are recognised).
     fn tokenize(&self, text: &str) -> Vec<u32> {
-        let mut tokens = Vec::new();
-        if self.tokenizer.add_bos()
-            && let Some(bos) = self.tokenizer.bos()
-        {
-            tokens.push(bos);
-        }
-        tokens.extend(self.tokenizer.encode(text, true));
-        tokens
+        self.tokenizer.encode_prompt(text)
     }
 }
 
@@ -83,6 +85,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/chat/completions", post(routes::chat_completions))
         .route("/v1/completions", post(routes::completions))
         .route("/v1/models", get(routes::models))
+        .route(SCOUT_MODEL_PATH, get(scout_model::download))
         .route("/health", get(routes::health))
         .route("/metrics", get(routes::metrics))
         .route("/v1/system/topology", get(system::topology))
@@ -91,7 +94,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/system/gossip",
             get(system::gossip).post(system::publish),
         )
-        .fallback(routes::not_found)
+        .fallback(app::files)
         .with_state(state)
 }
 
@@ -141,6 +144,8 @@ pub fn serve(
         sessions: Arc::new(Semaphore::new(options.max_sessions.max(1))),
         metrics: metrics.clone(),
         mesh,
+        app_dir: options.app_dir,
+        scout_model: options.scout_model,
     });
     let scheduler_metrics = metrics.clone();
     let scheduler = std::thread::Builder::new()

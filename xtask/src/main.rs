@@ -17,7 +17,8 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  demo            fetch the default model if absent, build the titan and serve it (OpenAI API)
+  demo            fetch the default model, build the scout app and the titan, and serve both on 127.0.0.1:8080
+  app             build the browser scout (Trunk, offline) into dist/
   ci              install everything, then run the whole test suite (what .ci/run runs)
   setup           install test prerequisites (Rust targets, Debian packages incl. lavapipe, Python venv, models)
   fetch-models    download the default model (SmolLM2-135M-Instruct Q4_1) into the cache
@@ -30,6 +31,10 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("demo") => demo(&rest),
         Some("ci") => ci(),
+        Some("app") => {
+            setup::cargo_tools()?;
+            app()
+        }
         Some("setup") => setup::all(),
         Some("fetch-models") => models::fetch_default().map(|_| ()),
         Some("bench") => bench::run(&rest),
@@ -41,10 +46,31 @@ fn main() -> Result<()> {
     }
 }
 
-/// The main job: a titan serving the default model on the OpenAI API.
-/// Extra arguments go to `titan serve`.
+/// Builds the browser scout (Leptos, scout-wasm) with web/ into dist/ by Trunk,
+/// offline: wasm-bindgen comes from PATH at the locked version, and wasm-opt is
+/// off in web/index.html (Trunk would download it).
+fn app() -> Result<()> {
+    util::step("the browser scout (trunk build --release)");
+    let installed = util::output("rustup", &["target", "list", "--installed"]).unwrap_or_default();
+    if !installed
+        .lines()
+        .any(|l| l.trim() == "wasm32-unknown-unknown")
+    {
+        util::run("rustup", &["target", "add", "wasm32-unknown-unknown"])?;
+    }
+    util::run(
+        "trunk",
+        &["build", "--release", "--locked=true", "--offline=true"],
+    )
+}
+
+/// The main job: a titan serving the scout app and the default model (the OpenAI
+/// API, and the model file browser scouts draft with). Extra arguments go to
+/// `titan serve`.
 fn demo(extra: &[&str]) -> Result<()> {
     models::fetch_default()?;
+    setup::cargo_tools()?;
+    app()?;
     util::run(
         "cargo",
         &["build", "--release", "--locked", "-p", "titan-native"],
@@ -56,7 +82,10 @@ fn demo(extra: &[&str]) -> Result<()> {
          or chat on the terminal:\n  {} chat --model smollm2-135m\n",
         titan.display()
     );
-    let mut args = vec!["serve", "--model", "smollm2-135m"];
+    eprintln!("Open http://127.0.0.1:8080 in a browser with WebGPU to become a scout.\n");
+    let dist = util::workspace_root().join("dist");
+    let dist = dist.to_string_lossy();
+    let mut args = vec!["serve", "--model", "smollm2-135m", "--app", &dist];
     args.extend_from_slice(extra);
     util::run(&titan.to_string_lossy(), &args)
 }
@@ -79,6 +108,7 @@ fn ci() -> Result<()> {
             "warnings",
         ],
     )?;
+    app()?;
     util::step("tests (x86_64, every kernel path the host has)");
     util::run(
         "cargo",
@@ -96,7 +126,9 @@ fn ci() -> Result<()> {
             "aarch64-unknown-linux-gnu",
         ],
     )?;
-    util::step("GPU kernels for the browser (wasm32-unknown-unknown, WebGPU)");
+    util::step(
+        "the GPU kernels and the scout app for the browser (wasm32-unknown-unknown, WebGPU)",
+    );
     util::run(
         "cargo",
         &[
@@ -104,6 +136,8 @@ fn ci() -> Result<()> {
             "--locked",
             "-p",
             "kernels-wgsl",
+            "-p",
+            "scout-wasm",
             "--target",
             "wasm32-unknown-unknown",
             "--",

@@ -19,6 +19,24 @@ const DEBIAN: &[(&str, &[&str])] = &[
     // npm installs the js-libp2p interop peer (with Node 22 from the `node` npm
     // package); Debian's nodejs also runs the wasm32 simd128 kernel tests (WASI).
     ("npm", &["npm", "nodejs"]),
+    // The browser tests drive Debian's Chromium (WebGPU on SwiftShader) with
+    // Playwright from npm; the driver is for tools that speak WebDriver.
+    ("chromium", &["chromium", "chromium-driver"]),
+];
+
+/// Cargo-installed tools that build the scout app, at the versions that build it
+/// offline: wasm-bindgen-cli must equal the wasm-bindgen in Cargo.lock (libp2p's
+/// browser transport pins it), and Trunk 0.22 needs a newer Rust than ours
+/// (../shared/notes/toolchain.md). By the binary, its `--version` line, the crate and
+/// the version.
+const CARGO_TOOLS: &[(&str, &str, &str, &str)] = &[
+    (
+        "wasm-bindgen",
+        "wasm-bindgen 0.2.108",
+        "wasm-bindgen-cli",
+        "0.2.108",
+    ),
+    ("trunk", "trunk 0.21.14", "trunk", "0.21.14"),
 ];
 
 /// Debian packages of the GPU tests: Mesa's lavapipe (a Vulkan driver on the CPU) and
@@ -37,6 +55,7 @@ const RUST_TARGETS: &[&str] = &[
 pub(crate) fn all() -> Result<()> {
     rust_targets()?;
     debian_packages()?;
+    cargo_tools()?;
     python_venv()?;
     js_packages()?;
     models::fetch_default()?;
@@ -50,6 +69,23 @@ fn rust_targets() -> Result<()> {
             util::step(&format!("adding Rust target {target}"));
             util::run("rustup", &["target", "add", target])?;
         }
+    }
+    Ok(())
+}
+
+/// Installs the app's build tools that are missing or at another version (Trunk
+/// takes ~14 minutes cold, so only when needed).
+pub(crate) fn cargo_tools() -> Result<()> {
+    for (bin, version_line, krate, version) in CARGO_TOOLS {
+        let have = util::output(bin, &["--version"]).unwrap_or_default();
+        if have.trim().starts_with(version_line) {
+            continue;
+        }
+        util::step(&format!("installing {krate} {version} (cargo install)"));
+        util::run(
+            "cargo",
+            &["install", "--locked", "--version", version, krate],
+        )?;
     }
     Ok(())
 }

@@ -148,12 +148,5 @@ pub(crate) fn prompt_tokens(
 /// Tokenizes prompt text, with BOS first where the model wants it. Special
 /// tokens written in the text (as chat templates produce) are recognised.
 pub(crate) fn prompt_tokens_from_text(model: &Model, text: &str) -> Vec<u32> {
-    let mut tokens = Vec::new();
-    if model.tokenizer.add_bos()
-        && let Some(bos) = model.tokenizer.bos()
-    {
-        tokens.push(bos);
-    }
-    tokens.extend(model.tokenizer.encode(text, true));
-    tokens
+    model.tokenizer.encode_prompt(text)
 }

@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 
 use crate::cli::ServeArgs;
 use crate::mesh::node::MeshOptions;
-use crate::server::{ServeOptions, serve};
+use crate::server::{ScoutModel, ServeOptions, serve};
 
 pub fn run(args: ServeArgs) -> Result<()> {
     std::fs::create_dir_all(&args.data_dir)
@@ -17,7 +17,26 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .model_id
         .clone()
         .unwrap_or_else(|| default_model_id(&args.model.model));
+    let scout_model = if args.no_scout_model {
+        None
+    } else {
+        let path = match &args.scout_model {
+            Some(name) => crate::model_name::resolve(name)?,
+            None => draft.as_ref().map_or(&model.path, |d| &d.path).clone(),
+        };
+        Some(ScoutModel::open(&path)?)
+    };
+    if let Some(dir) = &args.app
+        && !dir.join("index.html").is_file()
+    {
+        anyhow::bail!(
+            "--app {}: no index.html there (build the app with `cargo xtask app`)",
+            dir.display()
+        );
+    }
     let options = ServeOptions {
+        app_dir: args.app.clone(),
+        scout_model,
         http: args.http,
         model_id: model_id.clone(),
         max_sessions: args.max_sessions,

@@ -332,6 +332,7 @@ pub(super) async fn models(State(app): State<Arc<AppState>>) -> Response {
             "object": "model",
             "created": app.created,
             "owned_by": "shard",
+            "scout_model": app.scout_model.as_ref().map(|m| m.offer()),
         }],
     }))
     .into_response()

@@ -1,0 +1,89 @@
+// Drives Debian's Chromium (headless, real WebGPU on SwiftShader) through the
+// scout page a titan serves, for e2e/tests/browser.rs. Prints one JSON object
+// on stdout with what the page showed; saves a screenshot.
+//
+//   node browser.mjs --url http://127.0.0.1:PORT/ --out DIR
+//        [--prompt TEXT] [--count N] [--reload] [--no-webgpu]
+import { chromium } from "playwright-core";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const args = process.argv.slice(2);
+const opt = (name, fallback) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : fallback;
+};
+const flag = (name) => args.includes(`--${name}`);
+const url = opt("url");
+const out = opt("out", tmpdir());
+const prompt = opt("prompt", "The capital of France is");
+const count = opt("count", "16");
+const timeout = Number(opt("timeout-ms", "400000"));
+
+const chromiumArgs = [
+  "--no-sandbox",
+  "--disable-dev-shm-usage",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--no-first-run",
+  "--disable-quic",
+];
+if (!flag("no-webgpu")) chromiumArgs.push("--enable-unsafe-webgpu");
+
+const browser = await chromium.launch({
+  executablePath: opt("chromium", "/usr/bin/chromium"),
+  headless: true,
+  args: chromiumArgs,
+});
+const result = { console: [] };
+try {
+  const context = await browser.newContext({ viewport: { width: 1000, height: 800 } });
+  const page = await context.newPage();
+  page.on("console", (m) => result.console.push(`${m.type()}: ${m.text()}`));
+  page.on("pageerror", (e) => result.console.push(`pageerror: ${e.message}`));
+
+  const settled = (id, states) =>
+    page.waitForFunction(
+      ([id, states]) => {
+        const el = document.getElementById(id);
+        return el && states.includes(el.dataset.state) ? el.dataset.state : null;
+      },
+      [id, states],
+      { timeout, polling: 250 },
+    );
+  const read = (id) =>
+    page.evaluate((id) => {
+      const el = document.getElementById(id);
+      return el ? { state: el.dataset.state, text: el.textContent, tokens: el.dataset.tokens } : null;
+    }, id);
+
+  const started = Date.now();
+  await page.goto(url);
+  await settled("engine-status", ["ready", "failed"]);
+  result.engine_ready_ms = Date.now() - started;
+  result.model = await read("model-status");
+  result.engine = await read("engine-status");
+  if (result.engine.state === "ready") {
+    await page.fill("#draft-prompt", prompt);
+    await page.fill("#draft-count", count);
+    await page.click("#draft-run");
+    await settled("draft-output", ["done", "failed"]);
+    result.draft = await read("draft-output");
+    result.speed = (await read("draft-speed")).text;
+  }
+  await page.screenshot({ path: join(out, "scout-page.png"), fullPage: true });
+  if (flag("reload")) {
+    const again = Date.now();
+    await page.reload();
+    await settled("engine-status", ["ready", "failed"]);
+    result.reload_engine_ready_ms = Date.now() - again;
+    result.reload_model = await read("model-status");
+  }
+} catch (e) {
+  result.error = String(e && e.stack ? e.stack : e);
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(result));

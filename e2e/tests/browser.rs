@@ -1,0 +1,231 @@
+//! The browser scout in a real browser: Debian's Chromium, headless, with WebGPU on its
+//! SwiftShader adapter (`--enable-unsafe-webgpu`), driven by Playwright
+//! (`e2e/js/browser.mjs`) against a real `titan serve` that serves the app Trunk built
+//! (`cargo xtask app`, which `cargo xtask ci` runs first) and the default model.
+//!
+//! Screenshots land in `$CARGO_TARGET_DIR/e2e-artifacts/browser/`.
+
+use std::path::PathBuf;
+
+use e2e::server::{TitanServer, http};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+fn app_dir() -> PathBuf {
+    let dist = e2e::crate_dir()
+        .parent()
+        .expect("the workspace root")
+        .join("dist");
+    assert!(
+        dist.join("index.html").is_file(),
+        "{} has no built app; run `cargo xtask app` (Trunk) first",
+        dist.display()
+    );
+    dist
+}
+
+fn artifacts() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| e2e::crate_dir().join("..").join("target"));
+    let dir = target.join("e2e-artifacts").join("browser");
+    std::fs::create_dir_all(&dir).expect("artifacts dir");
+    dir
+}
+
+/// Opens the titan's page in Chromium and reports what it showed.
+fn open_page(titan: &TitanServer, extra: &[&str]) -> Value {
+    let (node, script) = e2e::js_script("browser.mjs").expect("the browser driver");
+    let js = script.parent().expect("the js folder").to_path_buf();
+    let url = format!("http://{}/", titan.addr);
+    let out_dir = artifacts();
+    let out = std::process::Command::new(&node)
+        .arg(&script)
+        .args(["--url", &url, "--out"])
+        .arg(&out_dir)
+        .args(extra)
+        .current_dir(&js)
+        .output()
+        .expect("running node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("not a report ({e}): {stdout}"));
+    assert!(
+        report["error"].is_null(),
+        "the page driver failed: {report:#}"
+    );
+    report
+}
+
+fn text(report: &Value, what: &str) -> String {
+    report[what]["text"].as_str().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn the_page_loads_the_model_checks_and_caches_it_and_drafts_on_webgpu_like_the_cpu() {
+    let model = e2e::default_model().expect("the default model");
+    let model_arg = model.to_string_lossy().into_owned();
+    let app = app_dir();
+    let prompt = "The capital of France is";
+    let drafts = 8;
+
+    let cpu = e2e::titan(&[
+        "generate",
+        "--model",
+        &model_arg,
+        "--prompt",
+        prompt,
+        "--temperature",
+        "0",
+        "--max-tokens",
+        &drafts.to_string(),
+        "--json",
+    ])
+    .expect("titan generate");
+    assert!(cpu.status.success(), "{}", cpu.stderr);
+    let cpu: Value = serde_json::from_str(cpu.stdout.trim()).expect("generate JSON");
+    let expected: Vec<u64> = cpu["tokens"]
+        .as_array()
+        .expect("tokens")
+        .iter()
+        .filter_map(Value::as_u64)
+        .collect();
+    assert_eq!(
+        expected.len(),
+        drafts,
+        "no end of generation within {drafts} tokens"
+    );
+
+    let titan = TitanServer::start(&[
+        "--model",
+        &model_arg,
+        "--no-mesh",
+        "--app",
+        &app.to_string_lossy(),
+    ])
+    .expect("titan serve");
+    let report = open_page(
+        &titan,
+        &[
+            "--count",
+            &drafts.to_string(),
+            "--prompt",
+            prompt,
+            "--reload",
+        ],
+    );
+    eprintln!("{report:#}");
+
+    assert_eq!(report["model"]["state"], "ready", "{report:#}");
+    assert!(text(&report, "model").contains("downloaded"), "{report:#}");
+    assert_eq!(report["engine"]["state"], "ready", "{report:#}");
+    assert!(text(&report, "engine").starts_with("WebGPU"), "{report:#}");
+    assert_eq!(report["draft"]["state"], "done", "{report:#}");
+    let got: Vec<u64> = report["draft"]["tokens"]
+        .as_str()
+        .expect("data-tokens")
+        .split(',')
+        .map(|t| t.parse().expect("a token id"))
+        .collect();
+    assert_eq!(
+        got, expected,
+        "greedy drafts on WebGPU differ from the CPU engine's tokens"
+    );
+    assert!(text(&report, "draft").contains("Paris"), "{report:#}");
+    // The reload found the model in Cache Storage, checked, without a download.
+    assert_eq!(report["reload_model"]["state"], "ready", "{report:#}");
+    assert!(
+        text(&report, "reload_model").contains("from the browser's cache"),
+        "{report:#}"
+    );
+    assert!(artifacts().join("scout-page.png").is_file());
+}
+
+#[test]
+fn the_titan_offers_the_scout_model_with_its_sha256_and_byte_ranges() {
+    let model = e2e::default_model().expect("the default model");
+    let bytes = std::fs::read(&model).expect("model bytes");
+    let sha: String = Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let titan =
+        TitanServer::start(&["--model", &model.to_string_lossy(), "--no-mesh"]).expect("titan");
+    let models = http(titan.addr, "GET", "/v1/models", b"")
+        .and_then(|r| r.json())
+        .expect("models");
+    let offer = &models["data"][0]["scout_model"];
+    assert_eq!(offer["sha256"], sha.as_str());
+    assert_eq!(offer["bytes"], bytes.len() as u64);
+    let url = offer["url"].as_str().expect("url");
+
+    let ranged = |range: &str| {
+        let request =
+            format!("GET {url} HTTP/1.1\r\nHost: x\r\nRange: {range}\r\nConnection: close\r\n\r\n");
+        raw(titan.addr, request.as_bytes())
+    };
+    let (head, body) = ranged("bytes=0-3");
+    assert!(head.starts_with("HTTP/1.1 206"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains(&format!("content-range: bytes 0-3/{}", bytes.len())),
+        "{head}"
+    );
+    assert_eq!(body, b"GGUF");
+    let (head, body) = ranged("bytes=-5");
+    assert!(head.starts_with("HTTP/1.1 206"), "{head}");
+    assert_eq!(body, &bytes[bytes.len() - 5..]);
+    let (head, _) = ranged(&format!("bytes={}-", bytes.len()));
+    assert!(head.starts_with("HTTP/1.1 416"), "{head}");
+
+    // No app built into this titan: `/` says how to build it; API paths stay JSON.
+    let page = http(titan.addr, "GET", "/", b"").expect("page");
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("cargo xtask app"), "{}", page.body);
+    let missing = http(titan.addr, "GET", "/v1/nothing", b"").expect("404");
+    assert_eq!(missing.status, 404);
+    assert!(missing.json().is_ok());
+}
+
+#[test]
+fn a_titan_that_offers_no_model_gets_a_clear_message_on_the_page() {
+    let model = e2e::default_model().expect("the default model");
+    let titan = TitanServer::start(&[
+        "--model",
+        &model.to_string_lossy(),
+        "--no-mesh",
+        "--no-scout-model",
+        "--app",
+        &app_dir().to_string_lossy(),
+    ])
+    .expect("titan");
+    let report = open_page(&titan, &[]);
+    assert_eq!(report["model"]["state"], "failed", "{report:#}");
+    assert!(
+        text(&report, "model").contains("offers no draft model"),
+        "{report:#}"
+    );
+    assert_eq!(report["engine"]["state"], "failed", "{report:#}");
+}
+
+/// One raw HTTP exchange: the head as text and the body's bytes.
+fn raw(addr: std::net::SocketAddr, request: &[u8]) -> (String, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream.write_all(request).expect("write");
+    let mut all = Vec::new();
+    stream.read_to_end(&mut all).expect("read");
+    let split = all
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head");
+    (
+        String::from_utf8_lossy(&all[..split]).into_owned(),
+        all[split + 4..].to_vec(),
+    )
+}
