@@ -3,7 +3,12 @@
 // on stdout with what the page showed; saves a screenshot.
 //
 //   node browser.mjs --url http://127.0.0.1:PORT/ --out DIR
-//        [--prompt TEXT] [--count N] [--reload] [--no-webgpu]
+//        [--prompt TEXT] [--count N] [--reload] [--no-webgpu] [--scout] [--shot FILE.png]
+//
+// With --scout the page is left to draft for the titan: once its mesh panel
+// says it is scouting, one JSON line {"event":"scouting",...} is printed; the
+// driver then waits for its stdin to close before it reads the counters,
+// takes the screenshot and prints the report.
 import { chromium } from "playwright-core";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -65,7 +70,20 @@ try {
   result.engine_ready_ms = Date.now() - started;
   result.model = await read("model-status");
   result.engine = await read("engine-status");
-  if (result.engine.state === "ready") {
+  if (result.engine.state === "ready" && flag("scout")) {
+    await settled("mesh-status", ["scouting", "failed"]);
+    result.mesh = await read("mesh-status");
+    result.scout_peer_id = await page.evaluate(() =>
+      document.querySelector("#mesh-status + .row + #scout-counts + .muted")?.textContent.replace("this scout is ", "").trim());
+    console.log(JSON.stringify({ event: "scouting", mesh: result.mesh, peer_id: result.scout_peer_id }));
+    await new Promise((resolve) => {
+      process.stdin.on("end", resolve);
+      process.stdin.on("close", resolve);
+      process.stdin.resume();
+    });
+    result.mesh_after = await read("mesh-status");
+    result.counts = await page.evaluate(() => ({ ...document.getElementById("scout-counts").dataset }));
+  } else if (result.engine.state === "ready") {
     await page.fill("#draft-prompt", prompt);
     await page.fill("#draft-count", count);
     await page.click("#draft-run");
@@ -73,7 +91,7 @@ try {
     result.draft = await read("draft-output");
     result.speed = (await read("draft-speed")).text;
   }
-  await page.screenshot({ path: join(out, "scout-page.png"), fullPage: true });
+  await page.screenshot({ path: join(out, opt("shot", "scout-page.png")), fullPage: true });
   if (flag("reload")) {
     const again = Date.now();
     await page.reload();

@@ -233,3 +233,32 @@ pub fn metric(addr: SocketAddr, name: &str) -> Result<f64> {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum())
 }
+
+/// The text of one `/v1/completions` call for the `smollm2-135m` model id (seed 11).
+pub fn complete(
+    server: &TitanServer,
+    prompt: &str,
+    max_tokens: u32,
+    temperature: f32,
+) -> Result<String> {
+    let body = serde_json::json!({
+        "model": "smollm2-135m",
+        "prompt": prompt,
+        "max_tokens": max_tokens,
+        "temperature": temperature,
+        "seed": 11,
+    });
+    let r = http(
+        server.addr,
+        "POST",
+        "/v1/completions",
+        body.to_string().as_bytes(),
+    )?;
+    if r.status != 200 {
+        bail!("completion: {} {}", r.status, r.body);
+    }
+    r.json()?["choices"][0]["text"]
+        .as_str()
+        .map(str::to_owned)
+        .context("no text in the completion")
+}

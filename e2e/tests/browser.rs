@@ -7,7 +7,12 @@
 
 use std::path::PathBuf;
 
-use e2e::server::{TitanServer, http};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use e2e::mesh::{get_json, wait_until};
+use e2e::server::{TitanServer, http, metric};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -60,6 +65,11 @@ fn open_page(titan: &TitanServer, extra: &[&str]) -> Value {
         "the page driver failed: {report:#}"
     );
     report
+}
+
+/// One greedy completion's text.
+fn complete(titan: &TitanServer, prompt: &str, max_tokens: u32) -> String {
+    e2e::server::complete(titan, prompt, max_tokens, 0.0).expect("a completion")
 }
 
 fn text(report: &Value, what: &str) -> String {
@@ -228,4 +238,129 @@ fn raw(addr: std::net::SocketAddr, request: &[u8]) -> (String, Vec<u8>) {
         String::from_utf8_lossy(&all[..split]).into_owned(),
         all[split + 4..].to_vec(),
     )
+}
+
+#[test]
+fn in_scout_mode_the_browser_drafts_an_api_clients_completion_over_webrtc_direct_losslessly() {
+    let model = e2e::default_model().expect("the default model");
+    let model_arg = model.to_string_lossy().into_owned();
+    let prompt = "The three most important inventions of the 20th century were";
+    let max_tokens = 12;
+    let plain = TitanServer::start(&[
+        "--model",
+        &model_arg,
+        "--model-id",
+        "smollm2-135m",
+        "--no-mesh",
+    ])
+    .expect("plain titan");
+    let reference = complete(&plain, prompt, max_tokens);
+    drop(plain);
+
+    // Drafting on SwiftShader takes seconds per token: give the scout time.
+    let titan = TitanServer::start(&[
+        "--model",
+        "smollm2-135m",
+        "--app",
+        &app_dir().to_string_lossy(),
+        "--listen",
+        "/ip4/127.0.0.1/udp/0/webrtc-direct",
+        "--draft-deadline-ms",
+        "120000",
+    ])
+    .expect("titan serve");
+    let (node, script) = e2e::js_script("browser.mjs").expect("the browser driver");
+    let mut driver = Command::new(&node)
+        .arg(&script)
+        .args(["--url", &format!("http://{}/", titan.addr), "--out"])
+        .arg(artifacts())
+        .args(["--scout", "--shot", "scout-mode.png"])
+        .current_dir(script.parent().expect("js dir"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starting the browser driver");
+    let mut lines = BufReader::new(driver.stdout.take().expect("stdout")).lines();
+    let first = lines.next().expect("a line").expect("a line");
+    let scouting: Value = serde_json::from_str(&first).unwrap_or_else(|e| panic!("{e}: {first}"));
+    assert_eq!(scouting["event"], "scouting", "{scouting:#}");
+    assert!(
+        scouting["mesh"]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("webrtc-direct"),
+        "{scouting:#}"
+    );
+    let browser = scouting["peer_id"]
+        .as_str()
+        .expect("the page's PeerId")
+        .to_owned();
+
+    // The titan knows the browser as a scout on a webrtc-direct address.
+    wait_until(
+        Duration::from_secs(60),
+        "the browser to identify as a scout",
+        || {
+            let peers = get_json(&titan, "/v1/system/peers")?;
+            let found = peers["peers"].as_array().is_some_and(|ps| {
+                ps.iter().any(|p| {
+                    p["peer_id"] == browser.as_str()
+                        && p["role"] == "scout"
+                        && p["connected"] == true
+                        && p["addresses"].as_array().is_some_and(|a| {
+                            a.iter()
+                                .any(|x| x.as_str().is_some_and(|x| x.contains("/webrtc-direct")))
+                        })
+                })
+            });
+            if found {
+                Ok(Some(()))
+            } else {
+                anyhow::bail!("not yet; the titan's peers: {peers}")
+            }
+        },
+    )
+    .expect("the browser among the titan's peers");
+
+    let answer = complete(&titan, prompt, max_tokens);
+    assert_eq!(answer, reference, "the browser's drafts changed the text");
+    let remote = metric(titan.addr, "shard:remote_draft_tokens_total").expect("metric");
+    assert!(remote > 0.0, "the titan counted no drafts from scouts");
+    let by_browser = wait_until(
+        Duration::from_secs(10),
+        "the peer book to count the drafts",
+        || {
+            let peers = get_json(&titan, "/v1/system/peers")?;
+            let drafted = peers["peers"]
+                .as_array()
+                .and_then(|ps| ps.iter().find(|p| p["peer_id"] == browser.as_str()))
+                .and_then(|p| p["drafted"].as_u64())
+                .unwrap_or(0);
+            Ok((drafted as f64 == remote).then_some(drafted))
+        },
+    )
+    .expect("drafts counted for the browser's PeerId");
+
+    // Let the page go and read what it counted.
+    drop(driver.stdin.take());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let _ = driver.wait();
+    let report: Value = serde_json::from_str(rest.last().expect("a report")).expect("report JSON");
+    eprintln!("{report:#}");
+    assert!(report["error"].is_null(), "{report:#}");
+    let drafted: u64 = report["counts"]["drafted"]
+        .as_str()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(0);
+    let accepted: u64 = report["counts"]["accepted"]
+        .as_str()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(0);
+    assert_eq!(
+        drafted, by_browser,
+        "the page and the titan count the same drafts"
+    );
+    assert!(accepted > 0 && accepted <= drafted, "{report:#}");
+    assert!(artifacts().join("scout-mode.png").is_file());
 }

@@ -24,25 +24,7 @@ fn titan(extra: &[&str]) -> TitanServer {
 }
 
 fn complete(server: &TitanServer, prompt: &str, max_tokens: u32, temperature: f32) -> String {
-    let body = json!({
-        "model": "smollm2-135m",
-        "prompt": prompt,
-        "max_tokens": max_tokens,
-        "temperature": temperature,
-        "seed": 11,
-    });
-    let r = http(
-        server.addr,
-        "POST",
-        "/v1/completions",
-        body.to_string().as_bytes(),
-    )
-    .unwrap();
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.json().unwrap()["choices"][0]["text"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    e2e::server::complete(server, prompt, max_tokens, temperature).unwrap()
 }
 
 /// Reads an SSE response (chunked, kept alive) until `[DONE]`; returns

@@ -12,6 +12,7 @@ use shared_protocol::sampling::SamplingParams;
 
 use crate::engine::DraftEngine;
 use crate::js;
+use crate::mesh::{self, MeshSignals};
 use crate::model_file::{self, Source};
 
 /// Greedy drafts the panel asks for by default.
@@ -45,6 +46,7 @@ pub(crate) fn App() -> impl IntoView {
     let total = RwSignal::new(0u64);
     let engine_phase = RwSignal::new(Phase::new("waiting", "waiting for the model"));
     let engine = StoredValue::new_local(None::<Rc<DraftEngine>>);
+    let mesh_view = MeshSignals::new();
 
     spawn_local(async move {
         let offer = match model_file::offer().await {
@@ -103,7 +105,9 @@ pub(crate) fn App() -> impl IntoView {
                         (js::now_ms() - started) / 1000.0
                     ),
                 ));
-                engine.set_value(Some(Rc::new(e)));
+                let e = Rc::new(e);
+                engine.set_value(Some(e.clone()));
+                mesh::run(e, offer.model_id.clone(), mesh_view).await;
             }
             Err(e) => engine_phase.set(Phase::new("failed", format!("{e:#}"))),
         }
@@ -132,8 +136,53 @@ pub(crate) fn App() -> impl IntoView {
                     {move || engine_phase.get().text}
                 </div>
             </section>
+            <MeshPanel view=mesh_view/>
             <DraftPanel engine=engine ready=Signal::derive(move || engine_phase.get().state == "ready")/>
         </main>
+    }
+}
+
+/// The libp2p node: the titan it drafts for, over which transport, and what
+/// came of its drafts; the scout-mode switch.
+#[allow(unreachable_pub)]
+#[component]
+fn MeshPanel(view: MeshSignals) -> impl IntoView {
+    let rate = move || {
+        let (d, a) = (view.drafted.get(), view.accepted.get());
+        if d == 0 {
+            "–".to_owned()
+        } else {
+            format!("{:.0}%", 100.0 * a as f64 / d as f64)
+        }
+    };
+    view! {
+        <section class="card">
+            <h2>"Mesh"</h2>
+            <div id="mesh-status" data-state=move || view.state.get()>{move || view.text.get()}</div>
+            <div class="row counts">
+                <label>
+                    <input
+                        id="scout-mode"
+                        type="checkbox"
+                        prop:checked=move || view.scouting.get()
+                        on:change=move |ev| view.scouting.set(event_target_checked(&ev))
+                    />
+                    " scout mode (draft for other people's sessions)"
+                </label>
+            </div>
+            <div
+                id="scout-counts"
+                data-units=move || view.units.get().to_string()
+                data-drafted=move || view.drafted.get().to_string()
+                data-accepted=move || view.accepted.get().to_string()
+            >
+                {move || format!(
+                    "{} units, {} tokens drafted, {} accepted ({})",
+                    view.units.get(), view.drafted.get(), view.accepted.get(), rate()
+                )}
+            </div>
+            <div class="muted">"this scout is " {move || view.peer_id.get()}</div>
+        </section>
     }
 }
 

@@ -46,3 +46,28 @@ pub(crate) fn bytes(buffer: &JsValue) -> Vec<u8> {
 pub(crate) fn log(message: &str) {
     web_sys::console::log_1(&JsValue::from_str(message));
 }
+
+/// A GET whose answer must be 2xx, as text.
+pub(crate) async fn get_text(url: &str) -> anyhow::Result<String> {
+    let response = fetch_ok(url).await?;
+    let promise = response
+        .text()
+        .map_err(|e| error(&format!("reading {url}"), &e))?;
+    Ok(wait(promise, &format!("reading {url}"))
+        .await?
+        .as_string()
+        .unwrap_or_default())
+}
+
+/// A GET whose answer must be 2xx.
+pub(crate) async fn fetch_ok(url: &str) -> anyhow::Result<web_sys::Response> {
+    let promise = window()?.fetch_with_str(url);
+    let response: web_sys::Response = wait(promise, &format!("fetching {url}"))
+        .await?
+        .dyn_into()
+        .map_err(|e| error("not a Response", &e))?;
+    if !response.ok() {
+        anyhow::bail!("fetching {url}: HTTP {}", response.status());
+    }
+    Ok(response)
+}

@@ -4,8 +4,9 @@
 //! progress, checked against the sha256 the titan publishes, kept in the
 //! browser's Cache Storage so a reload does not fetch it again), opens the
 //! WebGPU engine of `kernels-wgsl` on it, and drafts greedy tokens for a prompt
-//! with the exact rules the titan verifies by. The libp2p node, chat and scout
-//! mode build on these parts.
+//! with the exact rules the titan verifies by. Its libp2p node dials the titan
+//! over webrtc-direct and drafts the work units it pulls (scout mode, on by
+//! default). Chat builds on these parts.
 //!
 //! Built by Trunk from the workspace's `Trunk.toml` and `web/index.html`
 //! (`cargo xtask app`); natively this binary only says so.
@@ -16,6 +17,8 @@ mod app;
 mod engine;
 #[cfg(target_arch = "wasm32")]
 mod js;
+#[cfg(target_arch = "wasm32")]
+mod mesh;
 #[cfg(target_arch = "wasm32")]
 mod model_file;
 

@@ -44,16 +44,7 @@ pub(crate) enum Source {
 
 /// Asks the titan that served the page which draft model its scouts use.
 pub(crate) async fn offer() -> Result<ModelOffer> {
-    let response = fetch("/v1/models").await?;
-    let text = js::wait(
-        response
-            .text()
-            .map_err(|e| js::error("reading /v1/models", &e))?,
-        "reading /v1/models",
-    )
-    .await?
-    .as_string()
-    .unwrap_or_default();
+    let text = js::get_text("/v1/models").await?;
     let models: Models = serde_json::from_str(&text).context("parsing /v1/models")?;
     let entry = models
         .data
@@ -115,18 +106,6 @@ fn cache_key(offer: &ModelOffer) -> Result<String> {
     Ok(format!("{origin}{}?sha256={}", offer.url, offer.sha256))
 }
 
-async fn fetch(url: &str) -> Result<Response> {
-    let promise = js::window()?.fetch_with_str(url);
-    let response: Response = js::wait(promise, &format!("fetching {url}"))
-        .await?
-        .dyn_into()
-        .map_err(|e| js::error("not a Response", &e))?;
-    if !response.ok() {
-        bail!("fetching {url}: HTTP {}", response.status());
-    }
-    Ok(response)
-}
-
 /// Cache Storage, where the browser offers it (secure contexts: localhost or HTTPS).
 async fn open_cache() -> Option<Cache> {
     let caches = js::window().ok()?.caches().ok()?;
@@ -162,7 +141,7 @@ async fn store(cache: &Cache, key: &str, bytes: &[u8]) -> Result<()> {
 
 /// Streams `url`'s body, reporting progress against `expected` bytes.
 async fn download(url: &str, expected: u64, progress: &impl Fn(u64, u64)) -> Result<Vec<u8>> {
-    let response = fetch(url).await?;
+    let response = js::fetch_ok(url).await?;
     let body = response
         .body()
         .with_context(|| format!("{url} has no body"))?;

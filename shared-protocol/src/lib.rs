@@ -9,6 +9,8 @@
 //! - [`chat`]: chat templates recognised from `tokenizer.chat_template`
 //!   (ChatML, Llama 3) and rendered without a Jinja engine.
 //! - [`format`]: the ggml tensor formats Shard computes with and their sizes.
+//! - [`mesh`]: node roles and protocol names, and (feature `libp2p`) the
+//!   `/shard/verify/1` codec for libp2p's request-response.
 //! - [`model`]: a llama-family model's recipe (llama and BitNet b1.58):
 //!   hyperparameters from GGUF metadata, where each weight lives, and RoPE
 //!   tables, shared by the CPU and GPU engines.
@@ -32,6 +34,7 @@ pub mod format;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gguf;
+pub mod mesh;
 pub mod model;
 pub mod sampling;
 pub mod speculative;

@@ -3,7 +3,7 @@
 //! - [`identity`]: the ed25519 key and the webrtc-direct certificate,
 //!   persisted in the data dir (stable PeerId and certhash).
 //! - [`codec`]: `/shard/verify/1` framing over the wire messages of
-//!   [`shared_protocol::wire`].
+//!   [`shared_protocol::wire`] (shared with the browser scout).
 //! - [`behaviour`]: the one `NetworkBehaviour` composition (connection
 //!   limits, identify, ping, kademlia, gossipsub, request-response) and the
 //!   swarm with its transports (TCP and WebSocket with noise + yamux,
@@ -18,7 +18,6 @@
 //! - [`probe`]: a client for measurements and bad-input tests.
 
 pub mod behaviour;
-pub mod codec;
 pub mod identity;
 pub mod node;
 pub mod peers;
@@ -28,44 +27,8 @@ pub mod work;
 
 use libp2p::Multiaddr;
 
-/// What a node is in the mesh, told to others through identify's agent
-/// version.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Titan,
-    Scout,
-    Probe,
-    /// Another libp2p implementation or an unidentified peer.
-    Unknown,
-}
-
-impl Role {
-    pub fn agent_version(self) -> String {
-        let name = match self {
-            Role::Titan => "shard-titan",
-            Role::Scout => "shard-scout",
-            Role::Probe => "shard-probe",
-            Role::Unknown => "shard-unknown",
-        };
-        format!("{name}/{}", env!("CARGO_PKG_VERSION"))
-    }
-
-    pub fn from_agent_version(agent: &str) -> Self {
-        match agent.split('/').next() {
-            Some("shard-titan") => Role::Titan,
-            Some("shard-scout") => Role::Scout,
-            Some("shard-probe") => Role::Probe,
-            _ => Role::Unknown,
-        }
-    }
-}
-
-/// identify's protocol version string of Shard nodes.
-pub const IDENTIFY_PROTOCOL: &str = "/shard/1.0.0";
-
-/// The kademlia protocol of the Shard DHT (kept apart from the IPFS DHT).
-pub const KAD_PROTOCOL: &str = "/shard/kad/1.0.0";
+pub use shared_protocol::mesh::codec;
+pub use shared_protocol::mesh::{IDENTIFY_PROTOCOL, KAD_PROTOCOL, Role};
 
 /// The DHT key under which titans serving `model` provide.
 pub fn model_key(model: &str) -> libp2p::kad::RecordKey {

@@ -76,7 +76,7 @@ impl MeshShared {
             .collect();
         serde_json::json!({
             "peer_id": self.peer_id.to_string(),
-            "role": Role::Titan,
+            "role": Role::Titan.name(),
             "agent_version": Role::Titan.agent_version(),
             "listen_addrs": addrs,
             "webrtc_direct": webrtc,
@@ -352,6 +352,7 @@ impl Node {
                 self.reject(channel, RejectReason::Malformed, "not a request".into());
             }
             VerifyRequest::Msg(Request::PullWork { model, .. }) => {
+                self.book().pulled_work(&peer);
                 if model != self.model_id {
                     let detail = format!("this titan serves {}", self.model_id);
                     self.reject(channel, RejectReason::UnknownModel, detail);

@@ -15,6 +15,10 @@ pub const MAX_PEERS: usize = 1024;
 /// Gossip messages remembered for `/v1/system/gossip`.
 pub const GOSSIP_LOG: usize = 64;
 
+fn role_name<S: serde::Serializer>(role: &Role, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(role.name())
+}
+
 fn unix_secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
@@ -22,6 +26,7 @@ fn unix_secs(t: SystemTime) -> u64 {
 #[derive(Clone, Debug, Serialize)]
 pub struct PeerInfo {
     pub peer_id: String,
+    #[serde(serialize_with = "role_name")]
     pub role: Role,
     pub agent_version: Option<String>,
     pub addresses: Vec<String>,
@@ -117,6 +122,17 @@ impl PeerBook {
         if remaining == 0 {
             p.connected = false;
             p.connected_since = None;
+        }
+    }
+
+    /// A peer that pulls work is a scout, whatever identify said or has not yet
+    /// said: a browser's identify answer needs a stream the titan opens, which
+    /// rust-libp2p's browser WebRTC transport may stall on (the scout opens every
+    /// `/shard/verify/1` stream itself).
+    pub fn pulled_work(&mut self, peer: &PeerId) {
+        let p = self.entry(peer);
+        if p.role == Role::Unknown {
+            p.role = Role::Scout;
         }
     }
 

@@ -1,5 +1,5 @@
 //! `/shard/verify/1` on a libp2p stream: one frame each way (the scout's
-//! request, the titan's answer), as [`shared_protocol::wire`] defines them.
+//! request, the titan's answer), as [`crate::wire`] defines them.
 //!
 //! A frame whose header claims more than [`MAX_FRAME`] bytes is refused
 //! before its body is read (the stream is reset). A body that is not a valid
@@ -10,8 +10,9 @@ use std::io;
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
-use shared_protocol::wire::verify::{Request, Response};
-use shared_protocol::wire::{DecodeError, MAX_FRAME, frame_len};
+
+use crate::wire::verify::{Request, Response};
+use crate::wire::{DecodeError, MAX_FRAME, frame_len};
 
 #[derive(Clone, Debug)]
 pub enum VerifyRequest {
@@ -39,7 +40,7 @@ async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<Vec<u
 }
 
 async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, body: &[u8]) -> io::Result<()> {
-    io.write_all(&shared_protocol::wire::frame(body)).await?;
+    io.write_all(&crate::wire::frame(body)).await?;
     io.close().await
 }
 
