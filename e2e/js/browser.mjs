@@ -4,6 +4,11 @@
 //
 //   node browser.mjs --url http://127.0.0.1:PORT/ --out DIR
 //        [--prompt TEXT] [--count N] [--reload] [--no-webgpu] [--scout] [--shot FILE.png]
+//        [--chat TEXT --max-tokens N]
+//
+// With --chat the message is sent from the chat panel at temperature 0 once the
+// page is scouting; the report has the streamed answer, and, after a reload,
+// the conversation the page kept.
 //
 // With --scout the page is left to draft for the titan: once its mesh panel
 // says it is scouting, one JSON line {"event":"scouting",...} is printed; the
@@ -70,11 +75,38 @@ try {
   result.engine_ready_ms = Date.now() - started;
   result.model = await read("model-status");
   result.engine = await read("engine-status");
-  if (result.engine.state === "ready" && flag("scout")) {
+  const chatLog = () =>
+    page.evaluate(() => [...document.querySelectorAll("#chat-log .msg")].map((m) => ({ role: m.dataset.role, content: m.textContent })));
+  if (result.engine.state === "ready" && opt("chat")) {
+    await settled("mesh-status", ["scouting", "failed"]);
+    result.mesh = await read("mesh-status");
+    await page.fill("#chat-temperature", "0");
+    await page.fill("#chat-max-tokens", opt("max-tokens", "16"));
+    await page.fill("#chat-input", opt("chat"));
+    const sent = Date.now();
+    await page.click("#chat-send");
+    // The first piece of the answer, then the end of it.
+    await page.waitForFunction(() => {
+      const m = [...document.querySelectorAll("#chat-log .msg")].pop();
+      return m && m.dataset.role === "assistant" && m.textContent.length > 0;
+    }, null, { timeout, polling: 100 });
+    result.first_token_ms = Date.now() - sent;
+    await settled("chat-status", ["done", "failed", "stopped"]);
+    result.chat_ms = Date.now() - sent;
+    result.chat_status = await read("chat-status");
+    result.chat = await chatLog();
+    result.counts = await page.evaluate(() => ({ ...document.getElementById("scout-counts").dataset }));
+    result.scout_peer_id = await page.evaluate(() =>
+      document.querySelector("#scout-counts + .muted")?.textContent.replace("this scout is ", "").trim());
+    await page.screenshot({ path: join(out, opt("shot", "chat.png")), fullPage: true });
+    await page.reload();
+    await page.waitForSelector("#chat-log .msg", { timeout: 30000 });
+    result.chat_after_reload = await chatLog();
+  } else if (result.engine.state === "ready" && flag("scout")) {
     await settled("mesh-status", ["scouting", "failed"]);
     result.mesh = await read("mesh-status");
     result.scout_peer_id = await page.evaluate(() =>
-      document.querySelector("#mesh-status + .row + #scout-counts + .muted")?.textContent.replace("this scout is ", "").trim());
+      document.querySelector("#scout-counts + .muted")?.textContent.replace("this scout is ", "").trim());
     console.log(JSON.stringify({ event: "scouting", mesh: result.mesh, peer_id: result.scout_peer_id }));
     await new Promise((resolve) => {
       process.stdin.on("end", resolve);
@@ -91,7 +123,7 @@ try {
     result.draft = await read("draft-output");
     result.speed = (await read("draft-speed")).text;
   }
-  await page.screenshot({ path: join(out, opt("shot", "scout-page.png")), fullPage: true });
+  if (!opt("chat")) await page.screenshot({ path: join(out, opt("shot", "scout-page.png")), fullPage: true });
   if (flag("reload")) {
     const again = Date.now();
     await page.reload();

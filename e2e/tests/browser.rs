@@ -364,3 +364,76 @@ fn in_scout_mode_the_browser_drafts_an_api_clients_completion_over_webrtc_direct
     assert!(accepted > 0 && accepted <= drafted, "{report:#}");
     assert!(artifacts().join("scout-mode.png").is_file());
 }
+
+#[test]
+fn a_chat_from_the_page_streams_the_titans_greedy_answer_drafted_by_the_page_and_survives_a_reload()
+{
+    let question = "What is the capital of France?";
+    let max_tokens = 8;
+    let plain = TitanServer::start(&["--model", "smollm2-135m", "--no-mesh"]).expect("plain titan");
+    let body = serde_json::json!({
+        "model": "smollm2-135m",
+        "messages": [{ "role": "user", "content": question }],
+        "temperature": 0.0,
+        "max_tokens": max_tokens,
+    });
+    let r = http(
+        plain.addr,
+        "POST",
+        "/v1/chat/completions",
+        body.to_string().as_bytes(),
+    )
+    .expect("chat completion");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let reference = r.json().expect("JSON")["choices"][0]["message"]["content"]
+        .as_str()
+        .expect("content")
+        .to_owned();
+    drop(plain);
+
+    let titan = TitanServer::start(&[
+        "--model",
+        "smollm2-135m",
+        "--app",
+        &app_dir().to_string_lossy(),
+        "--listen",
+        "/ip4/127.0.0.1/udp/0/webrtc-direct",
+        "--draft-deadline-ms",
+        "120000",
+    ])
+    .expect("titan serve");
+    let report = open_page(
+        &titan,
+        &[
+            "--chat",
+            question,
+            "--max-tokens",
+            &max_tokens.to_string(),
+            "--shot",
+            "chat.png",
+        ],
+    );
+    eprintln!("{report:#}");
+    assert_eq!(report["chat_status"]["state"], "done", "{report:#}");
+    let chat = report["chat"].as_array().expect("the chat log");
+    assert_eq!(chat.len(), 2, "{report:#}");
+    assert_eq!(chat[0]["role"], "user");
+    assert_eq!(chat[0]["content"], question);
+    assert_eq!(chat[1]["role"], "assistant");
+    assert_eq!(
+        chat[1]["content"].as_str().unwrap_or_default(),
+        reference,
+        "the page's streamed answer differs from plain decoding"
+    );
+    // The page drafted (its own chat, pulled like any unit) and the titan counted it.
+    let drafted: u64 = report["counts"]["drafted"]
+        .as_str()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(0);
+    assert!(drafted > 0, "{report:#}");
+    let remote = metric(titan.addr, "shard:remote_draft_tokens_total").expect("metric");
+    assert!(remote > 0.0);
+    // The conversation came back after the reload.
+    assert_eq!(report["chat_after_reload"], report["chat"], "{report:#}");
+    assert!(artifacts().join("chat.png").is_file());
+}

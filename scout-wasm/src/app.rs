@@ -10,6 +10,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use shared_protocol::sampling::SamplingParams;
 
+use crate::chat::{self, ChatRequest, Message};
 use crate::engine::DraftEngine;
 use crate::js;
 use crate::mesh::{self, MeshSignals};
@@ -136,9 +137,169 @@ pub(crate) fn App() -> impl IntoView {
                     {move || engine_phase.get().text}
                 </div>
             </section>
+            <ChatPanel/>
             <MeshPanel view=mesh_view/>
             <DraftPanel engine=engine ready=Signal::derive(move || engine_phase.get().state == "ready")/>
         </main>
+    }
+}
+
+/// The conversation with the titan, streamed; kept across reloads.
+#[allow(unreachable_pub)]
+#[component]
+fn ChatPanel() -> impl IntoView {
+    let messages = RwSignal::new(chat::load());
+    let input = RwSignal::new(String::new());
+    let temperature = RwSignal::new(0.0f32);
+    let max_tokens = RwSignal::new(256u32);
+    let phase = RwSignal::new(Phase::new("idle", ""));
+    let model = RwSignal::new(String::new());
+    let abort = StoredValue::new_local(None::<web_sys::AbortController>);
+
+    spawn_local(async move {
+        let id = js::get_text("/v1/models")
+            .await
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["data"][0]["id"].as_str().map(str::to_owned));
+        match id {
+            Some(id) => model.set(id),
+            None => phase.set(Phase::new("failed", "the titan lists no model")),
+        }
+    });
+
+    let send = move || {
+        let text = input.get_untracked().trim().to_owned();
+        if text.is_empty() || phase.get_untracked().state == "streaming" {
+            return;
+        }
+        let Ok(controller) = web_sys::AbortController::new() else {
+            phase.set(Phase::new("failed", "this browser cannot abort requests"));
+            return;
+        };
+        abort.set_value(Some(controller.clone()));
+        input.set(String::new());
+        messages.update(|m| {
+            m.push(Message {
+                role: "user".into(),
+                content: text,
+            });
+        });
+        let history = messages.get_untracked();
+        messages.update(|m| {
+            m.push(Message {
+                role: "assistant".into(),
+                content: String::new(),
+            })
+        });
+        chat::save(&messages.get_untracked());
+        phase.set(Phase::new("streaming", "the titan is answering…"));
+        spawn_local(async move {
+            let model_id = model.get_untracked();
+            let request = ChatRequest {
+                model: &model_id,
+                messages: &history,
+                temperature: temperature.get_untracked(),
+                max_tokens: max_tokens.get_untracked(),
+            };
+            let result = chat::stream(&request, &controller, |piece| {
+                messages.update(|m| {
+                    if let Some(last) = m.last_mut() {
+                        last.content.push_str(piece);
+                    }
+                });
+                chat::save(&messages.get_untracked());
+            })
+            .await;
+            chat::save(&messages.get_untracked());
+            abort.set_value(None);
+            phase.set(match result {
+                Ok(()) if controller.signal().aborted() => Phase::new("stopped", "stopped"),
+                Ok(()) => Phase::new("done", ""),
+                Err(e) => Phase::new("failed", format!("{e:#}")),
+            });
+        });
+    };
+    let stop = move |_| {
+        if let Some(c) = abort.get_value() {
+            c.abort();
+        }
+    };
+    let clear = move |_| {
+        messages.set(Vec::new());
+        chat::save(&[]);
+        phase.set(Phase::new("idle", ""));
+    };
+
+    view! {
+        <section class="card">
+            <h2>"Chat"</h2>
+            <div id="chat-log">
+                <For
+                    each=move || messages.get().into_iter().enumerate()
+                    key=|(i, m)| (*i, m.content.len())
+                    children=move |(_, m)| {
+                        view! { <div class="msg" data-role=m.role.clone()>{m.content.clone()}</div> }
+                    }
+                />
+            </div>
+            <div class="row">
+                <input
+                    id="chat-input"
+                    type="text"
+                    placeholder="Ask the titan…"
+                    prop:value=move || input.get()
+                    on:input=move |ev| input.set(event_target_value(&ev))
+                    on:keydown=move |ev| {
+                        if ev.key() == "Enter" {
+                            send();
+                        }
+                    }
+                />
+                <button id="chat-send" on:click=move |_| send() disabled=move || phase.get().state == "streaming">
+                    "Send"
+                </button>
+                <button id="chat-stop" on:click=stop disabled=move || phase.get().state != "streaming">
+                    "Stop"
+                </button>
+                <button id="chat-clear" on:click=clear disabled=move || phase.get().state == "streaming">
+                    "Clear"
+                </button>
+            </div>
+            <div class="row settings">
+                <label>
+                    "temperature "
+                    <input
+                        id="chat-temperature"
+                        type="number"
+                        step="0.1"
+                        min="0"
+                        max="2"
+                        prop:value=move || temperature.get().to_string()
+                        on:input=move |ev| {
+                            if let Ok(t) = event_target_value(&ev).parse() {
+                                temperature.set(t);
+                            }
+                        }
+                    />
+                </label>
+                <label>
+                    "max tokens "
+                    <input
+                        id="chat-max-tokens"
+                        type="number"
+                        min="1"
+                        prop:value=move || max_tokens.get().to_string()
+                        on:input=move |ev| {
+                            if let Ok(n) = event_target_value(&ev).parse() {
+                                max_tokens.set(n);
+                            }
+                        }
+                    />
+                </label>
+            </div>
+            <div id="chat-status" data-state=move || phase.get().state>{move || phase.get().text}</div>
+        </section>
     }
 }
 
