@@ -4,7 +4,7 @@
 //
 //   node browser.mjs --url http://127.0.0.1:PORT/ --out DIR
 //        [--prompt TEXT] [--count N] [--reload] [--no-webgpu] [--scout] [--shot FILE.png]
-//        [--chat TEXT --max-tokens N]
+//        [--chat TEXT --max-tokens N] [--chromium-arg SWITCH]...
 //
 // With --chat the message is sent from the chat panel at temperature 0 once the
 // page is scouting; the report has the streamed answer, and, after a reload,
@@ -41,6 +41,10 @@ const chromiumArgs = [
   "--disable-quic",
 ];
 if (!flag("no-webgpu")) chromiumArgs.push("--enable-unsafe-webgpu");
+// Extra Chromium switches (repeatable): --chromium-arg --force-fieldtrials=...
+args.forEach((a, i) => {
+  if (a === "--chromium-arg" && args[i + 1]) chromiumArgs.push(args[i + 1]);
+});
 
 const browser = await chromium.launch({
   executablePath: opt("chromium", "/usr/bin/chromium"),

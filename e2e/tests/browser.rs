@@ -67,6 +67,19 @@ fn open_page(titan: &TitanServer, extra: &[&str]) -> Value {
     report
 }
 
+/// A titan serving the app and the default model on `listen` (loopback), waiting long
+/// for scouts' drafts (SwiftShader drafts take seconds a token).
+fn meshed_titan(listen: &[&str]) -> TitanServer {
+    let app = app_dir().to_string_lossy().into_owned();
+    let mut args = vec!["--model", "smollm2-135m", "--app", &app, "--listen"];
+    args.extend_from_slice(listen);
+    args.extend(["--draft-deadline-ms", "120000"]);
+    TitanServer::start(&args).expect("titan serve")
+}
+
+const WEBRTC: &str = "/ip4/127.0.0.1/udp/0/webrtc-direct";
+const WEBSOCKET: &str = "/ip4/127.0.0.1/tcp/0/ws";
+
 /// One greedy completion's text.
 fn complete(titan: &TitanServer, prompt: &str, max_tokens: u32) -> String {
     e2e::server::complete(titan, prompt, max_tokens, 0.0).expect("a completion")
@@ -242,6 +255,37 @@ fn raw(addr: std::net::SocketAddr, request: &[u8]) -> (String, Vec<u8>) {
 
 #[test]
 fn in_scout_mode_the_browser_drafts_an_api_clients_completion_over_webrtc_direct_losslessly() {
+    scout_mode(
+        &[WEBRTC, WEBSOCKET],
+        &[],
+        "webrtc-direct",
+        "/webrtc-direct",
+        "scout-mode.png",
+    );
+}
+
+/// Chrome is to stop letting pages change the ICE credentials in their SDP, which
+/// rust-libp2p's browser webrtc-direct does (../shared/notes/browser-scout.md, pitfall
+/// 4); with that field trial on, webrtc-direct is refused and the page must scout
+/// over WebSocket.
+#[test]
+fn when_webrtc_direct_is_refused_the_browser_scouts_over_websocket() {
+    scout_mode(
+        &[WEBRTC, WEBSOCKET],
+        &[
+            "--chromium-arg",
+            "--force-fieldtrials=WebRTC-NoSdpMangleUfrag/Enabled/",
+        ],
+        "WebSocket",
+        "/ws",
+        "scout-mode-websocket.png",
+    );
+}
+
+/// A titan with the page as its scout on `transport` (the page's words; `marker`
+/// is in the address the titan sees): an API client's greedy completion is drafted
+/// by the page and equals plain decoding.
+fn scout_mode(listen: &[&str], page_flags: &[&str], transport: &str, marker: &str, shot: &str) {
     let model = e2e::default_model().expect("the default model");
     let model_arg = model.to_string_lossy().into_owned();
     let prompt = "The three most important inventions of the 20th century were";
@@ -257,24 +301,14 @@ fn in_scout_mode_the_browser_drafts_an_api_clients_completion_over_webrtc_direct
     let reference = complete(&plain, prompt, max_tokens);
     drop(plain);
 
-    // Drafting on SwiftShader takes seconds per token: give the scout time.
-    let titan = TitanServer::start(&[
-        "--model",
-        "smollm2-135m",
-        "--app",
-        &app_dir().to_string_lossy(),
-        "--listen",
-        "/ip4/127.0.0.1/udp/0/webrtc-direct",
-        "--draft-deadline-ms",
-        "120000",
-    ])
-    .expect("titan serve");
+    let titan = meshed_titan(listen);
     let (node, script) = e2e::js_script("browser.mjs").expect("the browser driver");
     let mut driver = Command::new(&node)
         .arg(&script)
         .args(["--url", &format!("http://{}/", titan.addr), "--out"])
         .arg(artifacts())
-        .args(["--scout", "--shot", "scout-mode.png"])
+        .args(["--scout", "--shot", shot])
+        .args(page_flags)
         .current_dir(script.parent().expect("js dir"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -289,7 +323,7 @@ fn in_scout_mode_the_browser_drafts_an_api_clients_completion_over_webrtc_direct
         scouting["mesh"]["text"]
             .as_str()
             .unwrap_or_default()
-            .contains("webrtc-direct"),
+            .contains(&format!("over {transport}")),
         "{scouting:#}"
     );
     let browser = scouting["peer_id"]
@@ -297,7 +331,7 @@ fn in_scout_mode_the_browser_drafts_an_api_clients_completion_over_webrtc_direct
         .expect("the page's PeerId")
         .to_owned();
 
-    // The titan knows the browser as a scout on a webrtc-direct address.
+    // The titan knows the browser as a scout on an address of that transport.
     wait_until(
         Duration::from_secs(60),
         "the browser to identify as a scout",
@@ -310,7 +344,7 @@ fn in_scout_mode_the_browser_drafts_an_api_clients_completion_over_webrtc_direct
                         && p["connected"] == true
                         && p["addresses"].as_array().is_some_and(|a| {
                             a.iter()
-                                .any(|x| x.as_str().is_some_and(|x| x.contains("/webrtc-direct")))
+                                .any(|x| x.as_str().is_some_and(|x| x.contains(marker)))
                         })
                 })
             });
@@ -362,7 +396,7 @@ fn in_scout_mode_the_browser_drafts_an_api_clients_completion_over_webrtc_direct
         "the page and the titan count the same drafts"
     );
     assert!(accepted > 0 && accepted <= drafted, "{report:#}");
-    assert!(artifacts().join("scout-mode.png").is_file());
+    assert!(artifacts().join(shot).is_file());
 }
 
 #[test]
@@ -391,17 +425,7 @@ fn a_chat_from_the_page_streams_the_titans_greedy_answer_drafted_by_the_page_and
         .to_owned();
     drop(plain);
 
-    let titan = TitanServer::start(&[
-        "--model",
-        "smollm2-135m",
-        "--app",
-        &app_dir().to_string_lossy(),
-        "--listen",
-        "/ip4/127.0.0.1/udp/0/webrtc-direct",
-        "--draft-deadline-ms",
-        "120000",
-    ])
-    .expect("titan serve");
+    let titan = meshed_titan(&[WEBRTC]);
     let report = open_page(
         &titan,
         &[

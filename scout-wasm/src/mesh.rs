@@ -1,5 +1,6 @@
 //! The browser's libp2p node: dials the titan that served the page over
-//! webrtc-direct (its address and certhash from `GET /v1/system/topology`) and
+//! webrtc-direct (its address and certhash from `GET /v1/system/topology`), or
+//! over WebSocket (noise + yamux) when that fails or is all the titan offers, and
 //! drafts the work units it pulls, as every scout does. The protocol's rules are
 //! `shared_protocol::drafting::scout::ScoutState`'s; this file only turns swarm
 //! events into its inputs and carries out its actions, as the native scout does.
@@ -17,7 +18,7 @@ use leptos::task::spawn_local;
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, ping};
+use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, Transport, identify, ping};
 use shared_protocol::drafting::scout::{DraftJob, Drafted, ScoutAction, ScoutConfig, ScoutState};
 use shared_protocol::mesh::codec::{VerifyCodec, VerifyRequest};
 use shared_protocol::mesh::{IDENTIFY_PROTOCOL, Role};
@@ -74,26 +75,57 @@ struct Behaviour {
     verify: request_response::Behaviour<VerifyCodec>,
 }
 
-/// The titan's webrtc-direct addresses, the one on the page's host first.
+/// The titan's addresses a browser can dial: webrtc-direct first, then WebSocket,
+/// each the one on the page's host first.
 async fn titan_addresses() -> Result<Vec<Multiaddr>> {
     let text = js::get_text("/v1/system/topology").await?;
     let topology: serde_json::Value =
         serde_json::from_str(&text).context("parsing /v1/system/topology")?;
     let host = js::window()?.location().hostname().unwrap_or_default();
-    let mut addrs: Vec<Multiaddr> = topology["webrtc_direct"]
+    let mut addrs: Vec<Multiaddr> = topology["listen_addrs"]
         .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_str()?.parse().ok()).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str()?.parse().ok())
+                .filter(|a: &Multiaddr| transport(a).is_some())
+                .collect()
+        })
         .unwrap_or_default();
     if addrs.is_empty() {
-        bail!("the titan offers no webrtc-direct address (is it serving with --no-mesh?)");
+        bail!(
+            "the titan offers no webrtc-direct or WebSocket address (is it serving with --no-mesh?)"
+        );
     }
-    let rank = |a: &Multiaddr| match a.iter().next() {
-        Some(Protocol::Ip4(ip)) if ip.to_string() == host => 0,
-        Some(Protocol::Ip4(ip)) if ip.is_loopback() => 1,
-        _ => 2,
+    let rank = |a: &Multiaddr| {
+        let on_host = match a.iter().next() {
+            Some(Protocol::Ip4(ip)) if ip.to_string() == host => 0,
+            Some(Protocol::Ip4(ip)) if ip.is_loopback() => 1,
+            _ => 2,
+        };
+        (transport(a) != Some("webrtc-direct"), on_host)
     };
     addrs.sort_by_key(rank);
     Ok(addrs)
+}
+
+/// The browser transport that can dial `addr`, if any (a browser dials neither
+/// plain TCP nor wildcard addresses).
+fn transport(addr: &Multiaddr) -> Option<&'static str> {
+    let unspecified = addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_unspecified(),
+        Protocol::Ip6(ip) => ip.is_unspecified(),
+        _ => false,
+    });
+    if unspecified {
+        return None;
+    }
+    if addr.iter().any(|p| matches!(p, Protocol::WebRTCDirect)) {
+        Some("webrtc-direct")
+    } else if addr.iter().any(|p| matches!(p, Protocol::Ws(_))) {
+        Some("WebSocket")
+    } else {
+        None
+    }
 }
 
 fn build_swarm() -> Result<Swarm<Behaviour>> {
@@ -103,6 +135,13 @@ fn build_swarm() -> Result<Swarm<Behaviour>> {
             libp2p_webrtc_websys::Transport::new(libp2p_webrtc_websys::Config::new(key))
         })
         .context("the webrtc-direct transport")?
+        .with_other_transport(|key| {
+            Ok(libp2p::websocket_websys::Transport::default()
+                .upgrade(libp2p::core::upgrade::Version::V1)
+                .authenticate(libp2p::noise::Config::new(key)?)
+                .multiplex(libp2p::yamux::Config::default()))
+        })
+        .context("the WebSocket transport")?
         .with_behaviour(|key| Behaviour {
             identify: identify::Behaviour::new(
                 identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), key.public())
@@ -271,11 +310,11 @@ pub(crate) async fn run(engine: Rc<DraftEngine>, model_id: String, view: MeshSig
 }
 
 fn describe(titan: &PeerId, addr: &str, scouting: bool) -> String {
-    let transport = if addr.contains("/webrtc-direct") {
-        "webrtc-direct"
-    } else {
-        "another transport"
-    };
+    let transport = addr
+        .parse()
+        .ok()
+        .and_then(|a: Multiaddr| transport(&a))
+        .unwrap_or("another transport");
     let short = titan.to_string();
     let short = &short[short.len().saturating_sub(8)..];
     if scouting {
