@@ -81,9 +81,23 @@ try {
   result.engine = await read("engine-status");
   const chatLog = () =>
     page.evaluate(() => [...document.querySelectorAll("#chat-log .msg")].map((m) => ({ role: m.dataset.role, content: m.textContent })));
+  const peerId = () =>
+    page.evaluate(() =>
+      document.querySelector("#scout-counts + .muted")?.textContent.replace("this scout is ", "").trim());
   if (result.engine.state === "ready" && opt("chat")) {
     await settled("mesh-status", ["scouting", "failed"]);
     result.mesh = await read("mesh-status");
+    // The titan records a scout when its first pull arrives; until then it would
+    // decode the chat alone. Wait for that, as the scout-mode test does.
+    const me = await peerId();
+    await page.waitForFunction(
+      async (me) => {
+        const peers = await (await fetch("/v1/system/peers")).json();
+        return peers.peers.some((p) => p.peer_id === me && p.role === "scout");
+      },
+      me,
+      { timeout, polling: 250 },
+    );
     await page.fill("#chat-temperature", "0");
     await page.fill("#chat-max-tokens", opt("max-tokens", "16"));
     await page.fill("#chat-input", opt("chat"));
@@ -100,8 +114,7 @@ try {
     result.chat_status = await read("chat-status");
     result.chat = await chatLog();
     result.counts = await page.evaluate(() => ({ ...document.getElementById("scout-counts").dataset }));
-    result.scout_peer_id = await page.evaluate(() =>
-      document.querySelector("#scout-counts + .muted")?.textContent.replace("this scout is ", "").trim());
+    result.scout_peer_id = me;
     await page.screenshot({ path: join(out, opt("shot", "chat.png")), fullPage: true });
     await page.reload();
     await page.waitForSelector("#chat-log .msg", { timeout: 30000 });
@@ -109,8 +122,7 @@ try {
   } else if (result.engine.state === "ready" && flag("scout")) {
     await settled("mesh-status", ["scouting", "failed"]);
     result.mesh = await read("mesh-status");
-    result.scout_peer_id = await page.evaluate(() =>
-      document.querySelector("#scout-counts + .muted")?.textContent.replace("this scout is ", "").trim());
+    result.scout_peer_id = await peerId();
     console.log(JSON.stringify({ event: "scouting", mesh: result.mesh, peer_id: result.scout_peer_id }));
     await new Promise((resolve) => {
       process.stdin.on("end", resolve);
