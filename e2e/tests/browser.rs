@@ -85,6 +85,14 @@ fn complete(titan: &TitanServer, prompt: &str, max_tokens: u32) -> String {
     e2e::server::complete(titan, prompt, max_tokens, 0.0).expect("a completion")
 }
 
+/// One of the page's scout counters (`data-*` attributes of `#scout-counts`).
+fn count(report: &Value, name: &str) -> u64 {
+    report["counts"][name]
+        .as_str()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(0)
+}
+
 fn text(report: &Value, what: &str) -> String {
     report[what]["text"].as_str().unwrap_or_default().to_owned()
 }
@@ -286,18 +294,9 @@ fn when_webrtc_direct_is_refused_the_browser_scouts_over_websocket() {
 /// is in the address the titan sees): an API client's greedy completion is drafted
 /// by the page and equals plain decoding.
 fn scout_mode(listen: &[&str], page_flags: &[&str], transport: &str, marker: &str, shot: &str) {
-    let model = e2e::default_model().expect("the default model");
-    let model_arg = model.to_string_lossy().into_owned();
     let prompt = "The three most important inventions of the 20th century were";
     let max_tokens = 12;
-    let plain = TitanServer::start(&[
-        "--model",
-        &model_arg,
-        "--model-id",
-        "smollm2-135m",
-        "--no-mesh",
-    ])
-    .expect("plain titan");
+    let plain = TitanServer::start(&["--model", "smollm2-135m", "--no-mesh"]).expect("plain titan");
     let reference = complete(&plain, prompt, max_tokens);
     drop(plain);
 
@@ -383,14 +382,8 @@ fn scout_mode(listen: &[&str], page_flags: &[&str], transport: &str, marker: &st
     let report: Value = serde_json::from_str(rest.last().expect("a report")).expect("report JSON");
     eprintln!("{report:#}");
     assert!(report["error"].is_null(), "{report:#}");
-    let drafted: u64 = report["counts"]["drafted"]
-        .as_str()
-        .and_then(|d| d.parse().ok())
-        .unwrap_or(0);
-    let accepted: u64 = report["counts"]["accepted"]
-        .as_str()
-        .and_then(|d| d.parse().ok())
-        .unwrap_or(0);
+    let drafted = count(&report, "drafted");
+    let accepted = count(&report, "accepted");
     assert_eq!(
         drafted, by_browser,
         "the page and the titan count the same drafts"
@@ -450,10 +443,7 @@ fn a_chat_from_the_page_streams_the_titans_greedy_answer_drafted_by_the_page_and
         "the page's streamed answer differs from plain decoding"
     );
     // The page drafted (its own chat, pulled like any unit) and the titan counted it.
-    let drafted: u64 = report["counts"]["drafted"]
-        .as_str()
-        .and_then(|d| d.parse().ok())
-        .unwrap_or(0);
+    let drafted = count(&report, "drafted");
     assert!(drafted > 0, "{report:#}");
     let remote = metric(titan.addr, "shard:remote_draft_tokens_total").expect("metric");
     assert!(remote > 0.0);

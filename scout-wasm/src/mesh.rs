@@ -205,7 +205,7 @@ pub(crate) async fn run(engine: Rc<DraftEngine>, model_id: String, view: MeshSig
         max_sessions: MAX_SESSIONS,
     });
     let mut dial = Redial::default();
-    let mut connected_via: Option<String> = None;
+    let mut connected_via: Option<Multiaddr> = None;
     let mut scouting = view.scouting.get_untracked();
     let mut tick = gloo_timers::future::IntervalStream::new(50).fuse();
     loop {
@@ -224,7 +224,7 @@ pub(crate) async fn run(engine: Rc<DraftEngine>, model_id: String, view: MeshSig
             event = swarm.select_next_some() => match event {
                 SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } if peer_id == titan => {
                     dial.connected();
-                    let addr = endpoint.get_remote_address().to_string();
+                    let addr = endpoint.get_remote_address().clone();
                     connected_via = Some(addr.clone());
                     js::log(&format!("connected to the titan {peer_id} over {addr}"));
                     if scouting {
@@ -309,12 +309,8 @@ pub(crate) async fn run(engine: Rc<DraftEngine>, model_id: String, view: MeshSig
     }
 }
 
-fn describe(titan: &PeerId, addr: &str, scouting: bool) -> String {
-    let transport = addr
-        .parse()
-        .ok()
-        .and_then(|a: Multiaddr| transport(&a))
-        .unwrap_or("another transport");
+fn describe(titan: &PeerId, addr: &Multiaddr, scouting: bool) -> String {
+    let transport = transport(addr).unwrap_or("another transport");
     let short = titan.to_string();
     let short = &short[short.len().saturating_sub(8)..];
     if scouting {

@@ -51,13 +51,7 @@ fn main() -> Result<()> {
 /// off in web/index.html (Trunk would download it).
 fn app() -> Result<()> {
     util::step("the browser scout (trunk build --release)");
-    let installed = util::output("rustup", &["target", "list", "--installed"]).unwrap_or_default();
-    if !installed
-        .lines()
-        .any(|l| l.trim() == "wasm32-unknown-unknown")
-    {
-        util::run("rustup", &["target", "add", "wasm32-unknown-unknown"])?;
-    }
+    setup::rust_target("wasm32-unknown-unknown")?;
     util::run(
         "trunk",
         &["build", "--release", "--locked=true", "--offline=true"],

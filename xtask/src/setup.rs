@@ -63,12 +63,15 @@ pub(crate) fn all() -> Result<()> {
 }
 
 fn rust_targets() -> Result<()> {
+    RUST_TARGETS.iter().try_for_each(|t| rust_target(t))
+}
+
+/// Adds one Rust target unless rustup has it.
+pub(crate) fn rust_target(target: &str) -> Result<()> {
     let installed = util::output("rustup", &["target", "list", "--installed"]).unwrap_or_default();
-    for target in RUST_TARGETS {
-        if !installed.lines().any(|l| l.trim() == *target) {
-            util::step(&format!("adding Rust target {target}"));
-            util::run("rustup", &["target", "add", target])?;
-        }
+    if !installed.lines().any(|l| l.trim() == target) {
+        util::step(&format!("adding Rust target {target}"));
+        util::run("rustup", &["target", "add", target])?;
     }
     Ok(())
 }

@@ -22,6 +22,7 @@
 //! The paired test in this module drives both through verdicts, gaps and
 //! evictions on either side and checks this after every step.
 
+mod contexts;
 pub mod scout;
 pub mod titan;
 

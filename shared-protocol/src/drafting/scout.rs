@@ -11,6 +11,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 
+use super::contexts::Contexts;
 use crate::sampling::SamplingParams;
 use crate::wire::verify::{Drafts, Request, Response, VerdictMsg, Work};
 
@@ -106,21 +107,13 @@ struct TitanLink {
     next_pull_ms: Option<u64>,
 }
 
-#[derive(Debug)]
-struct Held {
-    tokens: Vec<u32>,
-    used: u64,
-}
-
 /// The scout's state: the titans it drafts for, what it holds of each
 /// session, the units waiting to be drafted.
 #[derive(Debug)]
 pub struct ScoutState<T> {
     config: ScoutConfig,
     titans: HashMap<T, TitanLink>,
-    sessions: HashMap<(T, u64), Held>,
-    /// Bumped on each use of a session, for least-recently-used eviction.
-    uses: u64,
+    sessions: Contexts<(T, u64)>,
     queue: VecDeque<(T, Work)>,
     /// A [`DraftJob`] is out with the host.
     drafting: bool,
@@ -131,14 +124,13 @@ pub struct ScoutState<T> {
 impl<T: Clone + Eq + Hash> ScoutState<T> {
     pub fn new(config: ScoutConfig) -> Self {
         Self {
-            config,
             titans: HashMap::new(),
-            sessions: HashMap::new(),
-            uses: 0,
+            sessions: Contexts::new(config.max_sessions),
             queue: VecDeque::new(),
             drafting: false,
             actions: VecDeque::new(),
             counts: ScoutCounts::default(),
+            config,
         }
     }
 
@@ -157,9 +149,7 @@ impl<T: Clone + Eq + Hash> ScoutState<T> {
 
     /// The tokens the scout holds of a session, if any.
     pub fn session_tokens(&self, titan: &T, session: u64) -> Option<&[u32]> {
-        self.sessions
-            .get(&(titan.clone(), session))
-            .map(|h| h.tokens.as_slice())
+        self.sessions.get(&(titan.clone(), session))
     }
 
     /// The next thing for the host to do.
@@ -186,7 +176,7 @@ impl<T: Clone + Eq + Hash> ScoutState<T> {
 
     /// The titan is gone: forget its sessions and its queued units.
     pub fn titan_lost(&mut self, titan: &T) -> bool {
-        self.sessions.retain(|(t, _), _| t != titan);
+        self.sessions.retain(|(t, _)| t != titan);
         self.queue.retain(|(t, _)| t != titan);
         self.titans.remove(titan).is_some()
     }
@@ -281,18 +271,13 @@ impl<T: Clone + Eq + Hash> ScoutState<T> {
         self.counts.drafted += done.tokens.len() as u64;
         if let Some(link) = self.titans.get_mut(&done.titan) {
             link.drafting = false;
-            let request = Request::Drafts(Drafts {
+            let drafts = Drafts {
                 work: done.work,
                 session: done.session,
                 position: done.position,
-                tokens: done.tokens.clone(),
-            });
-            let in_flight = InFlight::Drafts {
-                session: done.session,
-                position: done.position,
-                drafts: done.tokens,
+                tokens: done.tokens,
             };
-            self.send(done.titan, request, in_flight);
+            self.send_drafts(done.titan, drafts);
         }
         self.start_drafting();
     }
@@ -330,10 +315,10 @@ impl<T: Clone + Eq + Hash> ScoutState<T> {
             return;
         };
         match usize::try_from(position) {
-            Ok(p) if p <= held.tokens.len() => {
-                held.tokens.truncate(p);
-                held.tokens.extend_from_slice(&drafts[..accepted]);
-                held.tokens.push(verdict.next_token);
+            Ok(p) if p <= held.len() => {
+                held.truncate(p);
+                held.extend_from_slice(&drafts[..accepted]);
+                held.push(verdict.next_token);
             }
             // The drafts were not for what we hold: forget the session
             // rather than keep tokens the titan does not think we have.
@@ -347,18 +332,10 @@ impl<T: Clone + Eq + Hash> ScoutState<T> {
     /// or answers a context gap with no drafts.
     fn take_work(&mut self, titan: T, work: Work) {
         let key = (titan.clone(), work.session);
-        self.uses += 1;
-        if !self.sessions.contains_key(&key) && self.sessions.len() >= self.config.max_sessions {
-            self.evict_one();
-        }
-        let held = self.sessions.entry(key.clone()).or_insert(Held {
-            tokens: Vec::new(),
-            used: 0,
-        });
-        held.used = self.uses;
+        let held = self.sessions.get(&key).map_or(0, <[u32]>::len);
         let fits = usize::try_from(work.context_start)
             .ok()
-            .filter(|&start| start <= held.tokens.len())
+            .filter(|&start| start <= held)
             .filter(|&start| {
                 start
                     .checked_add(work.context.len())
@@ -372,8 +349,9 @@ impl<T: Clone + Eq + Hash> ScoutState<T> {
             self.answer_gap(titan, &work);
             return;
         };
-        held.tokens.truncate(start);
-        held.tokens.extend_from_slice(&work.context);
+        let held = self.sessions.entry(key);
+        held.truncate(start);
+        held.extend_from_slice(&work.context);
         if let Some(link) = self.titans.get_mut(&titan) {
             link.drafting = true;
             link.next_pull_ms = None;
@@ -385,29 +363,23 @@ impl<T: Clone + Eq + Hash> ScoutState<T> {
     /// Answers a unit whose context the scout lacks with no drafts.
     fn answer_gap(&mut self, titan: T, work: &Work) {
         self.counts.context_gaps += 1;
-        let request = Request::Drafts(Drafts {
+        let drafts = Drafts {
             work: work.work,
             session: work.session,
             position: work.position,
             tokens: Vec::new(),
-        });
-        let in_flight = InFlight::Drafts {
-            session: work.session,
-            position: work.position,
-            drafts: Vec::new(),
         };
-        self.send(titan, request, in_flight);
+        self.send_drafts(titan, drafts);
     }
 
-    fn evict_one(&mut self) {
-        let oldest = self
-            .sessions
-            .iter()
-            .min_by_key(|(_, h)| h.used)
-            .map(|(k, _)| k.clone());
-        if let Some(k) = oldest {
-            self.sessions.remove(&k);
-        }
+    /// Sends drafts for a unit; the verdict will be applied to them.
+    fn send_drafts(&mut self, titan: T, drafts: Drafts) {
+        let in_flight = InFlight::Drafts {
+            session: drafts.session,
+            position: drafts.position,
+            drafts: drafts.tokens.clone(),
+        };
+        self.send(titan, Request::Drafts(drafts), in_flight);
     }
 
     fn start_drafting(&mut self) {
@@ -425,7 +397,7 @@ impl<T: Clone + Eq + Hash> ScoutState<T> {
             };
             self.drafting = true;
             self.actions.push_back(ScoutAction::Draft(DraftJob {
-                context: held.tokens.clone(),
+                context: held.to_vec(),
                 titan,
                 work: work.work,
                 session: work.session,

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 
+use super::contexts::Contexts;
 use super::{WorkUnit, common_prefix};
 use crate::wire::verify::{Drafts, MAX_DRAFT_TOKENS, Work};
 
@@ -25,19 +26,10 @@ pub struct NotInFlight {
     pub session: u64,
 }
 
-#[derive(Debug)]
-struct Known {
-    tokens: Vec<u32>,
-    used: u64,
-}
-
 /// The titan's view of its scouts.
 #[derive(Debug)]
 pub struct ScoutsView<P> {
-    known: HashMap<(P, u64), Known>,
-    max_known: usize,
-    /// Bumped on each use of a context, for least-recently-used eviction.
-    uses: u64,
+    known: Contexts<(P, u64)>,
     assigned: HashMap<u64, Assignment<P>>,
 }
 
@@ -46,18 +38,14 @@ impl<P: Clone + Eq + Hash> ScoutsView<P> {
     /// a forgotten one costs only a unit with the whole context.
     pub fn new(max_known: usize) -> Self {
         Self {
-            known: HashMap::new(),
-            max_known,
-            uses: 0,
+            known: Contexts::new(max_known),
             assigned: HashMap::new(),
         }
     }
 
     /// What the titan believes `peer` holds of `session`.
     pub fn known(&self, peer: &P, session: u64) -> Option<&[u32]> {
-        self.known
-            .get(&(peer.clone(), session))
-            .map(|k| k.tokens.as_slice())
+        self.known.get(&(peer.clone(), session))
     }
 
     pub fn assignment(&self, work: u64) -> Option<&Assignment<P>> {
@@ -68,21 +56,11 @@ impl<P: Clone + Eq + Hash> ScoutsView<P> {
     /// the unit recorded as out with it.
     pub fn work_for(&mut self, peer: P, unit: &WorkUnit) -> Work {
         let key = (peer.clone(), unit.session);
-        self.uses += 1;
         let start = self
             .known
             .get(&key)
-            .map_or(0, |k| common_prefix(&k.tokens, &unit.context));
-        if !self.known.contains_key(&key) && self.known.len() >= self.max_known {
-            self.evict_one();
-        }
-        self.known.insert(
-            key,
-            Known {
-                tokens: unit.context.clone(),
-                used: self.uses,
-            },
-        );
+            .map_or(0, |k| common_prefix(k, &unit.context));
+        *self.known.entry(key) = unit.context.clone();
         let position = unit.context.len() as u64;
         self.assigned.insert(
             unit.work,
@@ -141,9 +119,8 @@ impl<P: Clone + Eq + Hash> ScoutsView<P> {
         if done {
             self.known.remove(&key);
         } else if let Some(k) = self.known.get_mut(&key) {
-            k.tokens
-                .extend_from_slice(&drafts[..accepted.min(drafts.len())]);
-            k.tokens.push(next);
+            k.extend_from_slice(&drafts[..accepted.min(drafts.len())]);
+            k.push(next);
         }
     }
 
@@ -155,7 +132,7 @@ impl<P: Clone + Eq + Hash> ScoutsView<P> {
     /// Forgets everything about `peer`; returns the units that were out
     /// with it.
     pub fn peer_gone(&mut self, peer: &P) -> Vec<u64> {
-        self.known.retain(|(p, _), _| p != peer);
+        self.known.retain(|(p, _)| p != peer);
         let gone: Vec<u64> = self
             .assigned
             .iter()
@@ -166,16 +143,5 @@ impl<P: Clone + Eq + Hash> ScoutsView<P> {
             self.assigned.remove(w);
         }
         gone
-    }
-
-    fn evict_one(&mut self) {
-        let oldest = self
-            .known
-            .iter()
-            .min_by_key(|(_, k)| k.used)
-            .map(|(key, _)| key.clone());
-        if let Some(key) = oldest {
-            self.known.remove(&key);
-        }
     }
 }

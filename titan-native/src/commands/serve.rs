@@ -9,6 +9,15 @@ use crate::mesh::node::MeshOptions;
 use crate::server::{ScoutModel, ServeOptions, serve};
 
 pub fn run(args: ServeArgs) -> Result<()> {
+    // Checked before the model loads, so a wrong path fails at once.
+    if let Some(dir) = &args.app
+        && !dir.join("index.html").is_file()
+    {
+        anyhow::bail!(
+            "--app {}: no index.html there (build the app with `cargo xtask app`)",
+            dir.display()
+        );
+    }
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating the data dir {}", args.data_dir.display()))?;
     let model = super::load_model(&args.model)?;
@@ -26,14 +35,6 @@ pub fn run(args: ServeArgs) -> Result<()> {
         };
         Some(ScoutModel::open(&path)?)
     };
-    if let Some(dir) = &args.app
-        && !dir.join("index.html").is_file()
-    {
-        anyhow::bail!(
-            "--app {}: no index.html there (build the app with `cargo xtask app`)",
-            dir.display()
-        );
-    }
     let options = ServeOptions {
         app_dir: args.app.clone(),
         scout_model,
