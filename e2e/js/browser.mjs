@@ -52,11 +52,14 @@ const browser = await chromium.launch({
   args: chromiumArgs,
 });
 const result = { console: [] };
+const driverStart = Date.now();
 try {
   const context = await browser.newContext({ viewport: { width: 1000, height: 800 } });
   const page = await context.newPage();
-  page.on("console", (m) => result.console.push(`${m.type()}: ${m.text()}`));
-  page.on("pageerror", (e) => result.console.push(`pageerror: ${e.message}`));
+  // Each line carries the seconds since the driver started (the browser's launch), to read timelines.
+  const at = () => ((Date.now() - driverStart) / 1000).toFixed(1);
+  page.on("console", (m) => result.console.push(`${at()}s ${m.type()}: ${m.text()}`));
+  page.on("pageerror", (e) => result.console.push(`${at()}s pageerror: ${e.message}`));
 
   const settled = (id, states) =>
     page.waitForFunction(

@@ -44,7 +44,12 @@ impl TitanServer {
             .args(args)
             .args(&extra)
             .env("SHARD_CACHE_DIR", crate::cache_dir())
-            .env("RUST_LOG", "info")
+            // `SHARD_E2E_TITAN_LOG` widens the titan's log for a failing test
+            // (`info,titan_native::mesh=debug`); it is printed when the test fails.
+            .env(
+                "RUST_LOG",
+                std::env::var("SHARD_E2E_TITAN_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(log.reopen()?)
             .spawn()

@@ -5,10 +5,10 @@
 //!
 //! Screenshots land in `$CARGO_TARGET_DIR/e2e-artifacts/browser/`.
 
-use std::path::PathBuf;
-
 use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use e2e::mesh::{get_json, wait_until};
@@ -36,6 +36,15 @@ fn artifacts() -> PathBuf {
     let dir = target.join("e2e-artifacts").join("browser");
     std::fs::create_dir_all(&dir).expect("artifacts dir");
     dir
+}
+
+/// One drafting browser at a time. SwiftShader drafts on the CPU, so two pages drafting
+/// at once on a 2-core runner each take twice as long; a chat's first unit (a 35-token
+/// prefill and 4 drafts) took 37 s alone and over the titan's 120 s deadline beside the
+/// scout-mode test, which then decoded alone and the test saw no drafts.
+fn one_drafting_browser() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Opens the titan's page in Chromium and reports what it showed.
@@ -99,6 +108,7 @@ fn text(report: &Value, what: &str) -> String {
 
 #[test]
 fn the_page_loads_the_model_checks_and_caches_it_and_drafts_on_webgpu_like_the_cpu() {
+    let _browser = one_drafting_browser();
     let model = e2e::default_model().expect("the default model");
     let model_arg = model.to_string_lossy().into_owned();
     let app = app_dir();
@@ -294,6 +304,7 @@ fn when_webrtc_direct_is_refused_the_browser_scouts_over_websocket() {
 /// is in the address the titan sees): an API client's greedy completion is drafted
 /// by the page and equals plain decoding.
 fn scout_mode(listen: &[&str], page_flags: &[&str], transport: &str, marker: &str, shot: &str) {
+    let _browser = one_drafting_browser();
     let prompt = "The three most important inventions of the 20th century were";
     let max_tokens = 12;
     let plain = TitanServer::start(&["--model", "smollm2-135m", "--no-mesh"]).expect("plain titan");
@@ -395,6 +406,7 @@ fn scout_mode(listen: &[&str], page_flags: &[&str], transport: &str, marker: &st
 #[test]
 fn a_chat_from_the_page_streams_the_titans_greedy_answer_drafted_by_the_page_and_survives_a_reload()
 {
+    let _browser = one_drafting_browser();
     let question = "What is the capital of France?";
     let max_tokens = 8;
     let plain = TitanServer::start(&["--model", "smollm2-135m", "--no-mesh"]).expect("plain titan");

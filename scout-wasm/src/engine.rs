@@ -4,10 +4,12 @@
 use std::cell::RefCell;
 
 use anyhow::{Context, Result};
-use kernels_wgsl::{Gpu, GpuModel, GpuOptions, GpuSession};
+use kernels_wgsl::{Gpu, GpuModel, GpuOptions, GpuSession, MatmulTiling};
 use shared_protocol::gguf::GgufFile;
 use shared_protocol::sampling::SamplingParams;
 use shared_protocol::tokenizer::Tokenizer;
+
+use crate::js;
 
 /// Positions one draft session holds. A browser tab shares its GPU with the page
 /// and everything else; 1024 positions of SmolLM2's KV cache are 47 MB.
@@ -27,16 +29,28 @@ impl DraftEngine {
     pub(crate) async fn open(bytes: &[u8]) -> Result<Self> {
         let file = GgufFile::parse(bytes).context("reading the model file")?;
         let tokenizer = Tokenizer::from_gguf(&file).context("reading the tokenizer")?;
-        let gpu = Gpu::new(&GpuOptions::default())
-            .await
-            .context("opening WebGPU")?;
+        // wgpu cannot tell a software adapter on the web; the browser can. On one, each
+        // invocation is a CPU SIMD lane and every barrier costs, so the matmul gets the
+        // software tiling, as lavapipe does natively.
+        let web = js::web_adapter_info().await.unwrap_or_default();
+        let options = GpuOptions {
+            matmul_tiling: web.is_software().then(|| MatmulTiling::for_adapter(true)),
+            ..GpuOptions::default()
+        };
+        let gpu = Gpu::new(&options).await.context("opening WebGPU")?;
         let info = &gpu.info().adapter;
         // Browsers may hide the adapter's name; say so rather than print nothing.
-        let adapter = [&info.name, &info.driver, &info.driver_info]
+        let named = [&info.name, &info.driver, &info.driver_info]
             .into_iter()
             .find(|s| !s.is_empty())
             .cloned()
+            .or_else(|| web.label())
             .unwrap_or_else(|| "an adapter the browser does not name".into());
+        let adapter = if web.is_software() {
+            format!("{named} (software)")
+        } else {
+            named
+        };
         let model = GpuModel::load(gpu, bytes).context("loading the model onto the GPU")?;
         Ok(Self {
             model,

@@ -71,3 +71,68 @@ pub(crate) async fn fetch_ok(url: &str) -> anyhow::Result<web_sys::Response> {
     }
     Ok(response)
 }
+
+/// What the browser tells of its WebGPU adapter (`GPUAdapterInfo`), which wgpu's web
+/// backend does not pass on: it reports every browser adapter as `DeviceType::Other`
+/// with only the (often empty) description as its name.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct WebAdapterInfo {
+    pub(crate) vendor: String,
+    pub(crate) architecture: String,
+    pub(crate) description: String,
+    /// `GPUAdapterInfo.isFallbackAdapter`: the browser's software rasterizer.
+    pub(crate) fallback: bool,
+}
+
+impl WebAdapterInfo {
+    /// Whether the adapter runs on the CPU (Chrome's SwiftShader, or any adapter the
+    /// browser marks as its fallback).
+    pub(crate) fn is_software(&self) -> bool {
+        self.fallback
+            || self.architecture.eq_ignore_ascii_case("swiftshader")
+            || self
+                .description
+                .to_ascii_lowercase()
+                .contains("swiftshader")
+    }
+
+    /// A name to show: the description, else vendor and architecture.
+    pub(crate) fn label(&self) -> Option<String> {
+        if !self.description.is_empty() {
+            return Some(self.description.clone());
+        }
+        let parts: Vec<&str> = [self.vendor.as_str(), self.architecture.as_str()]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect();
+        (!parts.is_empty()).then(|| parts.join(" "))
+    }
+}
+
+/// Asks `navigator.gpu` for the default adapter and reads its `info`; `None` when the
+/// browser has no WebGPU or no adapter.
+pub(crate) async fn web_adapter_info() -> Option<WebAdapterInfo> {
+    let gpu = field(&window().ok()?.navigator().into(), "gpu");
+    if gpu.is_undefined() || gpu.is_null() {
+        return None;
+    }
+    let request: js_sys::Function = field(&gpu, "requestAdapter").dyn_into().ok()?;
+    let promise: Promise = request.call0(&gpu).ok()?.dyn_into().ok()?;
+    let adapter = JsFuture::from(promise).await.ok()?;
+    if adapter.is_null() || adapter.is_undefined() {
+        return None;
+    }
+    let info = field(&adapter, "info");
+    let text = |name: &str| field(&info, name).as_string().unwrap_or_default();
+    // Older Chromes kept the flag on the adapter, newer ones on its info.
+    let fallback = field(&info, "isFallbackAdapter").as_bool().unwrap_or(false)
+        || field(&adapter, "isFallbackAdapter")
+            .as_bool()
+            .unwrap_or(false);
+    Some(WebAdapterInfo {
+        vendor: text("vendor"),
+        architecture: text("architecture"),
+        description: text("description"),
+        fallback,
+    })
+}
