@@ -33,8 +33,9 @@ impl DraftEngine {
         // invocation is a CPU SIMD lane and every barrier costs, so the matmul gets the
         // software tiling, as lavapipe does natively.
         let web = js::web_adapter_info().await.unwrap_or_default();
+        let software = web.is_software();
         let options = GpuOptions {
-            matmul_tiling: web.is_software().then(|| MatmulTiling::for_adapter(true)),
+            matmul_tiling: software.then(|| MatmulTiling::for_adapter(true)),
             ..GpuOptions::default()
         };
         let gpu = Gpu::new(&options).await.context("opening WebGPU")?;
@@ -46,7 +47,7 @@ impl DraftEngine {
             .cloned()
             .or_else(|| web.label())
             .unwrap_or_else(|| "an adapter the browser does not name".into());
-        let adapter = if web.is_software() {
+        let adapter = if software {
             format!("{named} (software)")
         } else {
             named

@@ -118,7 +118,7 @@ pub(crate) async fn web_adapter_info() -> Option<WebAdapterInfo> {
     }
     let request: js_sys::Function = field(&gpu, "requestAdapter").dyn_into().ok()?;
     let promise: Promise = request.call0(&gpu).ok()?.dyn_into().ok()?;
-    let adapter = JsFuture::from(promise).await.ok()?;
+    let adapter = wait(promise, "requesting a WebGPU adapter").await.ok()?;
     if adapter.is_null() || adapter.is_undefined() {
         return None;
     }
