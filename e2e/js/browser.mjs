@@ -122,6 +122,11 @@ try {
     await page.reload();
     await page.waitForSelector("#chat-log .msg", { timeout: 30000 });
     result.chat_after_reload = await chatLog();
+    // The page keeps its libp2p identity: the same scout after the reload.
+    await page.waitForFunction(() =>
+      (document.querySelector("#scout-counts + .muted")?.textContent ?? "").includes("12D3"),
+      null, { timeout, polling: 250 });
+    result.scout_peer_id_after_reload = await peerId();
   } else if (result.engine.state === "ready" && flag("scout")) {
     await settled("mesh-status", ["scouting", "failed"]);
     result.mesh = await read("mesh-status");

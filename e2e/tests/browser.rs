@@ -461,5 +461,16 @@ fn a_chat_from_the_page_streams_the_titans_greedy_answer_drafted_by_the_page_and
     assert!(remote > 0.0);
     // The conversation came back after the reload.
     assert_eq!(report["chat_after_reload"], report["chat"], "{report:#}");
+    // And so did the page's libp2p identity: one scout across reloads.
+    assert!(
+        report["scout_peer_id"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("12D3")),
+        "{report:#}"
+    );
+    assert_eq!(
+        report["scout_peer_id_after_reload"], report["scout_peer_id"],
+        "{report:#}"
+    );
     assert!(artifacts().join("chat.png").is_file());
 }

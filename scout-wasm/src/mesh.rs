@@ -129,7 +129,7 @@ fn transport(addr: &Multiaddr) -> Option<&'static str> {
 }
 
 fn build_swarm() -> Result<Swarm<Behaviour>> {
-    let swarm = libp2p::SwarmBuilder::with_new_identity()
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(crate::identity::load_or_create())
         .with_wasm_bindgen()
         .with_other_transport(|key| {
             libp2p_webrtc_websys::Transport::new(libp2p_webrtc_websys::Config::new(key))
