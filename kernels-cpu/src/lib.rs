@@ -31,6 +31,10 @@
 //!   does not depend on how many rows share the pass.
 //! - [`QMatrix::validate`]: a load-time scan for bytes a format cannot hold (ternary code
 //!   3, NaN or infinite block scales).
+//! - [`model::CpuModel`]: the llama and BitNet graphs on these kernels (RMSNorm, RoPE,
+//!   grouped-query attention over a KV cache, SwiGLU or relu² FFN, the output head), one
+//!   batched forward pass for any number of sessions. The titan runs it over a memory
+//!   map; the browser scout's CPU fallback runs it in a Web Worker.
 //!
 //! How it is fast (details in the `arch` modules): activations are quantized once per
 //! call into a transposed layout, so one SIMD integer dot product serves 8 (x86) or 4
@@ -54,8 +58,8 @@
 //! into L1 scratch, as for the other formats.
 //!
 //! What it does not do:
-//! - no normalization, RoPE or sampling, and attention only as one (query row, head)
-//!   kernel ([`attend`]): the engine owns the graph;
+//! - no sampling, tokenizing or file I/O in the model: its host reads the file and picks
+//!   tokens from the logits;
 //! - no thread pool of its own: work runs on the caller's rayon pool (`pool.install`);
 //! - no file I/O and no weight repacking: a [`QMatrix`] borrows the GGUF bytes as they are
 //!   (I2_S included: [`QMatrix::new`] takes the whole tensor, scale tail and all);
@@ -72,6 +76,7 @@ mod format;
 pub mod formats;
 mod matmul;
 mod matrix;
+pub mod model;
 mod reference;
 mod validate;
 

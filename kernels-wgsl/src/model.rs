@@ -1,6 +1,6 @@
 //! The GPU model: a llama-family model's recipe (`shared_protocol::model`) executed on
 //! the kernels of this crate, in the op order of the CPU engine's forward pass
-//! (titan-native's `engine/forward.rs`), from a GGUF file's bytes.
+//! (kernels-cpu's `model/forward.rs`), from a GGUF file's bytes.
 //!
 //! Loading takes `&[u8]`, so the same code reads a memory map natively and a fetched
 //! `ArrayBuffer` in the browser; the bytes are not kept. Every matrix goes to the GPU as

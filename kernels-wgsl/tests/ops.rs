@@ -1,5 +1,5 @@
 //! RMSNorm, RoPE, the FFN gates, residual adds and argmax on the GPU against host
-//! implementations of the CPU engine's formulas (`titan-native/src/engine/ops.rs`) and
+//! implementations of the CPU engine's formulas (`kernels-cpu/src/model/ops.rs`) and
 //! `shared_protocol::sampling::argmax`, on lavapipe.
 //!
 //! Tolerances: the GPU may fuse a multiply and an add, and WGSL's `exp` and `sqrt` are

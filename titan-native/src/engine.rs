@@ -1,24 +1,19 @@
-//! The llama-architecture model engine: loading a GGUF file through a memory
-//! map, and the batched forward pass with a KV cache.
+//! The titan's model: a GGUF file opened through a memory map, its tokenizer and
+//! chat template, and the thread pool the forward pass runs on.
 //!
-//! One forward pass takes any number of new tokens for a [`Session`] (one
-//! for decoding, K+1 for verifying drafts, hundreds for a prompt) and reads
-//! every weight once, whatever that number; see `kernels_cpu::matmul`.
+//! The graph itself (the batched forward pass, the KV cache) is
+//! [`kernels_cpu::model::CpuModel`], which the browser scout's CPU fallback runs too;
+//! [`Model`] is that model plus what only the titan has: a file, a tokenizer for its
+//! users, and threads.
 
-mod attention;
-mod forward;
-mod kv_cache;
 mod load;
-mod ops;
-mod weights;
 
-pub use forward::{Logits, PassBuffers, PassInput, Session};
-pub use kv_cache::KvCache;
-pub use load::{LoadOptions, Model, default_precision, map_file};
-pub use shared_protocol::model::{
-    ConfigError, Family, FfnActivation, ModelConfig, RopeStyle, WeightError,
+pub use kernels_cpu::model::{
+    ConfigError, CpuModel, CpuModelError, Family, FfnActivation, KvCache, LayerWeights, Logits,
+    MatrixView, ModelConfig, ModelWeights, PassBuffers, PassInput, RopeStyle, Session, TensorRef,
+    WeightError, default_precision, load_weights,
 };
-pub use weights::{LayerWeights, MatrixView, ModelWeights, TensorRef, load_weights};
+pub use load::{LoadOptions, Model, map_file};
 
 use shared_protocol::gguf::GgufError;
 use shared_protocol::tokenizer::TokenizerError;
@@ -37,8 +32,8 @@ pub enum ModelError {
     Tokenizer(#[from] TokenizerError),
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("bad hyperparameter {key}: {value}")]
-    BadHyperparameter { key: String, value: String },
+    #[error("cannot re-encode the output head as {reason}")]
+    OutputHeadFormat { reason: String },
     #[error(transparent)]
     Weights(#[from] WeightError),
     #[error("the GPU model failed")]
@@ -55,4 +50,20 @@ pub enum ModelError {
     EmptyInput,
     #[error("could not start the thread pool: {0}")]
     ThreadPool(String),
+}
+
+impl From<CpuModelError> for ModelError {
+    fn from(e: CpuModelError) -> Self {
+        match e {
+            CpuModelError::Gguf(e) => Self::Gguf(e),
+            CpuModelError::Config(e) => Self::Config(e),
+            CpuModelError::Weights(e) => Self::Weights(e),
+            CpuModelError::OutputHeadFormat { reason } => Self::OutputHeadFormat { reason },
+            CpuModelError::ContextOverflow { needed, limit } => {
+                Self::ContextOverflow { needed, limit }
+            }
+            CpuModelError::InvalidToken { id, vocab } => Self::InvalidToken { id, vocab },
+            CpuModelError::EmptyInput => Self::EmptyInput,
+        }
+    }
 }

@@ -1,5 +1,5 @@
-//! One forward pass on the GPU: the CPU engine's op order (titan-native's
-//! `engine/forward.rs`), each step one dispatch into a single command encoder.
+//! One forward pass on the GPU: the CPU model's op order
+//! (`kernels-cpu/src/model/forward.rs`), each step one dispatch into a single command encoder.
 
 use kernels_cpu::QMatrix;
 

@@ -2,11 +2,11 @@
 //! views of its tensors for the kernels, the load-time content check, and the
 //! converted copies (all-F32 weights, a re-encoded output head).
 
-use kernels_cpu::{QMatrix, WeightFormat};
+use crate::{QMatrix, WeightFormat};
 use shared_protocol::gguf::GgufFile;
 pub use shared_protocol::model::{LayerWeights, ModelWeights, TensorRef};
 
-use super::{ModelConfig, ModelError};
+use super::{CpuModelError, ModelConfig};
 
 /// A [`TensorRef`] as the kernels read it.
 pub trait MatrixView {
@@ -23,12 +23,8 @@ impl MatrixView for TensorRef {
 
 /// Reads the weight map of `file` and scans every matrix's blocks with the kernels'
 /// validator (no 2-bit code 3 in ternary tensors, no NaN or infinite scale).
-pub fn load_weights(file: &GgufFile<'_>, cfg: &ModelConfig) -> Result<ModelWeights, ModelError> {
-    Ok(ModelWeights::from_gguf(
-        file,
-        cfg,
-        &kernels_cpu::check_tensor,
-    )?)
+pub fn load_weights(file: &GgufFile<'_>, cfg: &ModelConfig) -> Result<ModelWeights, CpuModelError> {
+    Ok(ModelWeights::from_gguf(file, cfg, &crate::check_tensor)?)
 }
 
 /// A copy with every matrix (embedding included) converted to F32 in one
@@ -87,28 +83,26 @@ pub(super) fn dequantized(weights: &ModelWeights, src: &[u8]) -> (Vec<u8>, Model
 }
 
 /// `t` re-encoded in `format`, in its own buffer (the tensor starts at offset 0): for
-/// the output head ([`super::LoadOptions::output_head`]). Rows are converted in parallel.
+/// the output head ([`super::CpuOptions::output_head`]). Rows are converted in parallel.
 pub(super) fn requantize(
     t: &TensorRef,
     src: &[u8],
     format: WeightFormat,
-) -> Result<(Vec<u8>, TensorRef), ModelError> {
+) -> Result<(Vec<u8>, TensorRef), CpuModelError> {
     use rayon::prelude::*;
     // The head is re-encoded per row; I2_S (one scale per tensor) and the ternary formats
     // (which only hold −1, 0, +1) cannot carry an embedding.
-    let encode = match kernels_cpu::row_encoder(format) {
+    let encode = match crate::row_encoder(format) {
         Some(encode) if !format.is_ternary() => encode,
         _ => {
-            return Err(ModelError::BadHyperparameter {
-                key: "output head format".into(),
-                value: format!("{format:?} (supported: f32, f16, bf16, q8_0, q4_0, q4_1)"),
+            return Err(CpuModelError::OutputHeadFormat {
+                reason: format!("{format:?} (supported: f32, f16, bf16, q8_0, q4_0, q4_1)"),
             });
         }
     };
     if !t.cols.is_multiple_of(format.block_len()) {
-        return Err(ModelError::BadHyperparameter {
-            key: "output head format".into(),
-            value: format!(
+        return Err(CpuModelError::OutputHeadFormat {
+            reason: format!(
                 "{format:?} needs rows of whole {}-value blocks; the head's are {} long",
                 format.block_len(),
                 t.cols

@@ -3,7 +3,7 @@
 
 use rayon::prelude::*;
 
-use kernels_cpu::{HeadRows, attend};
+use crate::{HeadRows, attend};
 
 /// Head layout shared by every sequence of a pass.
 pub(super) struct HeadShape {

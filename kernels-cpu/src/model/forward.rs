@@ -1,13 +1,13 @@
 //! The batched forward pass: any number of new tokens for any number of
 //! sequences in one pass over the weights.
 
-use kernels_cpu::{Activations, QMatrix, matmul, matmul_many};
+use crate::{Activations, QMatrix, matmul, matmul_many};
 
 use super::attention::{HeadShape, SequenceKv, attention};
 use super::ops::{relu2_mul, rms_norm, silu_mul};
-pub use shared_protocol::model::Logits;
+use shared_protocol::model::Logits;
 
-use super::{FfnActivation, KvCache, MatrixView, Model, ModelError, TensorRef};
+use super::{CpuModel, CpuModelError, FfnActivation, KvCache, MatrixView, TensorRef};
 
 /// One sequence's state: its tokens and KV cache, plus scratch buffers for
 /// passes that run it alone.
@@ -70,7 +70,7 @@ pub struct PassBuffers {
     sin: Vec<f32>,
 }
 
-impl Model {
+impl CpuModel {
     pub fn new_session(&self) -> Session {
         Session {
             cache: KvCache::new(self.config.n_layer, self.config.kv_dim()),
@@ -79,7 +79,7 @@ impl Model {
         }
     }
 
-    /// Buffers for [`Model::forward_batch`].
+    /// Buffers for [`CpuModel::forward_batch`].
     pub fn new_pass_buffers(&self) -> PassBuffers {
         PassBuffers {
             acts: Activations::with_precision(self.precision),
@@ -95,7 +95,7 @@ impl Model {
         session: &mut Session,
         tokens: &[u32],
         which: Logits,
-    ) -> Result<Vec<f32>, ModelError> {
+    ) -> Result<Vec<f32>, CpuModelError> {
         let mut buffers = std::mem::take(&mut session.buffers);
         let mut inputs = [PassInput {
             session,
@@ -111,26 +111,27 @@ impl Model {
     /// batching): every input's tokens are appended to its session, and the
     /// logits each input asked for are returned in input order. A sequence's
     /// results are bit-identical to running it alone: the kernels compute
-    /// every (weight row, token) pair the same way whatever the batch.
+    /// every (weight row, token) pair the same way whatever the batch. Runs on
+    /// the current rayon pool (the titan wraps it in its own pool's `install`).
     pub fn forward_batch(
         &self,
         buffers: &mut PassBuffers,
         inputs: &mut [PassInput<'_, '_>],
-    ) -> Result<Vec<Vec<f32>>, ModelError> {
+    ) -> Result<Vec<Vec<f32>>, CpuModelError> {
         let cfg = &self.config;
         for input in inputs.iter() {
             if input.tokens.is_empty() {
-                return Err(ModelError::EmptyInput);
+                return Err(CpuModelError::EmptyInput);
             }
             let needed = input.session.len() + input.tokens.len();
             if needed > cfg.n_ctx {
-                return Err(ModelError::ContextOverflow {
+                return Err(CpuModelError::ContextOverflow {
                     needed,
                     limit: cfg.n_ctx,
                 });
             }
             if let Some(&id) = input.tokens.iter().find(|&&t| t as usize >= cfg.n_vocab) {
-                return Err(ModelError::InvalidToken {
+                return Err(CpuModelError::InvalidToken {
                     id,
                     vocab: cfg.n_vocab,
                 });
@@ -139,7 +140,7 @@ impl Model {
         if inputs.is_empty() {
             return Ok(Vec::new());
         }
-        let logits = self.pool.install(|| self.pass(buffers, inputs));
+        let logits = self.pass(buffers, inputs);
         for input in inputs.iter_mut() {
             input.session.tokens.extend_from_slice(input.tokens);
         }
