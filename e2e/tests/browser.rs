@@ -403,10 +403,11 @@ fn scout_mode(listen: &[&str], page_flags: &[&str], transport: &str, marker: &st
     assert!(artifacts().join(shot).is_file());
 }
 
-#[test]
-fn a_chat_from_the_page_streams_the_titans_greedy_answer_drafted_by_the_page_and_survives_a_reload()
-{
-    let _browser = one_drafting_browser();
+/// Sends `question` from the page's chat (greedy, `max_tokens`) to a meshed titan while
+/// the page scouts for it, and checks what every chat test checks: the streamed answer is
+/// plain decoding's, the page drafted and the titan counted it, and the conversation and
+/// the page's libp2p identity came back after a reload. Returns the page's report.
+fn chat_from_the_page(page_flags: &[&str], shot: &str) -> Value {
     let question = "What is the capital of France?";
     let max_tokens = 8;
     let plain = TitanServer::start(&["--model", "smollm2-135m", "--no-mesh"]).expect("plain titan");
@@ -431,17 +432,10 @@ fn a_chat_from_the_page_streams_the_titans_greedy_answer_drafted_by_the_page_and
     drop(plain);
 
     let titan = meshed_titan(&[WEBRTC]);
-    let report = open_page(
-        &titan,
-        &[
-            "--chat",
-            question,
-            "--max-tokens",
-            &max_tokens.to_string(),
-            "--shot",
-            "chat.png",
-        ],
-    );
+    let max = max_tokens.to_string();
+    let mut flags = vec!["--chat", question, "--max-tokens", &max, "--shot", shot];
+    flags.extend_from_slice(page_flags);
+    let report = open_page(&titan, &flags);
     eprintln!("{report:#}");
     assert_eq!(report["chat_status"]["state"], "done", "{report:#}");
     let chat = report["chat"].as_array().expect("the chat log");
@@ -472,5 +466,37 @@ fn a_chat_from_the_page_streams_the_titans_greedy_answer_drafted_by_the_page_and
         report["scout_peer_id_after_reload"], report["scout_peer_id"],
         "{report:#}"
     );
-    assert!(artifacts().join("chat.png").is_file());
+    assert!(artifacts().join(shot).is_file());
+    report
+}
+
+#[test]
+fn a_chat_from_the_page_streams_the_titans_greedy_answer_drafted_by_the_page_and_survives_a_reload()
+{
+    let _browser = one_drafting_browser();
+    let report = chat_from_the_page(&[], "chat.png");
+    assert!(text(&report, "engine").starts_with("WebGPU"), "{report:#}");
+}
+
+#[test]
+fn without_webgpu_the_page_drafts_on_the_cpu_in_a_web_worker_and_the_chat_is_the_same() {
+    let _browser = one_drafting_browser();
+    // No `--enable-unsafe-webgpu`, and WebGPU switched off outright, so the page
+    // finds no `navigator.gpu` at all.
+    let report = chat_from_the_page(
+        &[
+            "--no-webgpu",
+            "--chromium-arg",
+            "--disable-blink-features=WebGPU",
+        ],
+        "chat-cpu.png",
+    );
+    let engine = text(&report, "engine");
+    assert!(
+        engine.starts_with("CPU (simd128 kernels, in a Web Worker)"),
+        "{report:#}"
+    );
+    assert!(engine.contains("WebGPU is not available"), "{report:#}");
+    // The CPU model drafts what the titan would pick: greedy drafts are accepted.
+    assert!(count(&report, "accepted") > 0, "{report:#}");
 }

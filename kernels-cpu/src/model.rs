@@ -12,6 +12,7 @@
 //! weight once, whatever that number; see [`crate::matmul`].
 
 mod attention;
+mod draft;
 mod forward;
 mod kv_cache;
 mod ops;

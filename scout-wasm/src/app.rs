@@ -47,6 +47,8 @@ pub(crate) fn App() -> impl IntoView {
     let total = RwSignal::new(0u64);
     let engine_phase = RwSignal::new(Phase::new("waiting", "waiting for the model"));
     let engine = StoredValue::new_local(None::<Rc<DraftEngine>>);
+    // Until the engine says otherwise, the page hopes for the GPU.
+    let on_gpu = RwSignal::new(true);
     let mesh_view = MeshSignals::new();
 
     spawn_local(async move {
@@ -98,14 +100,16 @@ pub(crate) fn App() -> impl IntoView {
         let started = js::now_ms();
         match DraftEngine::open(&bytes).await {
             Ok(e) => {
+                drop(bytes);
                 engine_phase.set(Phase::new(
                     "ready",
                     format!(
-                        "WebGPU on {} ({:.1} s to upload)",
-                        e.adapter,
+                        "{} (ready in {:.1} s)",
+                        e.description,
                         (js::now_ms() - started) / 1000.0
                     ),
                 ));
+                on_gpu.set(e.on_gpu());
                 let e = Rc::new(e);
                 engine.set_value(Some(e.clone()));
                 mesh::run(e, offer.model_id.clone(), mesh_view).await;
@@ -118,7 +122,12 @@ pub(crate) fn App() -> impl IntoView {
         <main>
             <header>
                 <h1>"Shard scout"</h1>
-                <p class="tagline">"This page drafts tokens on your GPU for the titan that served it."</p>
+                <p class="tagline">
+                    {move || format!(
+                        "This page drafts tokens on your {} for the titan that served it.",
+                        if on_gpu.get() { "GPU" } else { "CPU" },
+                    )}
+                </p>
             </header>
             <section class="card">
                 <h2>"Draft model"</h2>

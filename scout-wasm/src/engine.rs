@@ -1,5 +1,6 @@
 //! The scout's draft engine in the browser: `kernels-wgsl`'s GPU model on WebGPU,
-//! with the tokenizer from the same GGUF file.
+//! or, where WebGPU is missing or fails, kernels-cpu's model in a Web Worker
+//! ([`CpuWorker`]); the tokenizer comes from the same GGUF file either way.
 
 use std::cell::RefCell;
 
@@ -9,56 +10,101 @@ use shared_protocol::gguf::GgufFile;
 use shared_protocol::sampling::SamplingParams;
 use shared_protocol::tokenizer::Tokenizer;
 
+use crate::cpu_worker::CpuWorker;
 use crate::js;
 
 /// Positions one draft session holds. A browser tab shares its GPU with the page
 /// and everything else; 1024 positions of SmolLM2's KV cache are 47 MB.
 pub(crate) const SESSION_POSITIONS: usize = 1024;
 
-pub(crate) struct DraftEngine {
+struct GpuEngine {
     model: GpuModel,
     session: RefCell<Option<GpuSession>>,
+}
+
+enum Backend {
+    Gpu(Box<GpuEngine>),
+    Cpu(CpuWorker),
+}
+
+pub(crate) struct DraftEngine {
+    backend: Backend,
     pub(crate) tokenizer: Tokenizer,
-    /// The adapter, as the browser names it.
-    pub(crate) adapter: String,
+    /// Where it drafts, for the page: "WebGPU on …" or "the CPU …, because …".
+    pub(crate) description: String,
+}
+
+/// The GPU model on WebGPU, and the adapter as the browser names it.
+async fn open_gpu(bytes: &[u8]) -> Result<(GpuModel, String)> {
+    // wgpu cannot tell a software adapter on the web; the browser can. On one, each
+    // invocation is a CPU SIMD lane and every barrier costs, so the matmul gets the
+    // software tiling, as lavapipe does natively.
+    let web = js::web_adapter_info().await.unwrap_or_default();
+    let software = web.is_software();
+    let options = GpuOptions {
+        matmul_tiling: software.then(|| MatmulTiling::for_adapter(true)),
+        ..GpuOptions::default()
+    };
+    let gpu = Gpu::new(&options).await.context("opening WebGPU")?;
+    let info = &gpu.info().adapter;
+    // Browsers may hide the adapter's name; say so rather than print nothing.
+    let named = [&info.name, &info.driver, &info.driver_info]
+        .into_iter()
+        .find(|s| !s.is_empty())
+        .cloned()
+        .or_else(|| web.label())
+        .unwrap_or_else(|| "an adapter the browser does not name".into());
+    let adapter = if software {
+        format!("{named} (software)")
+    } else {
+        named
+    };
+    let model = GpuModel::load(gpu, bytes).context("loading the model onto the GPU")?;
+    Ok((model, adapter))
 }
 
 impl DraftEngine {
-    /// Opens WebGPU and uploads the model. Errors name what failed: no WebGPU
-    /// (or no adapter), a device request refused, a file that is not a model.
+    /// Opens WebGPU and uploads the model; where that fails (no WebGPU, no adapter, a
+    /// device request refused, a model the GPU cannot hold) it starts the CPU worker
+    /// and says why in [`DraftEngine::description`]. Errors when neither works, or
+    /// the file is not a model.
     pub(crate) async fn open(bytes: &[u8]) -> Result<Self> {
         let file = GgufFile::parse(bytes).context("reading the model file")?;
         let tokenizer = Tokenizer::from_gguf(&file).context("reading the tokenizer")?;
-        // wgpu cannot tell a software adapter on the web; the browser can. On one, each
-        // invocation is a CPU SIMD lane and every barrier costs, so the matmul gets the
-        // software tiling, as lavapipe does natively.
-        let web = js::web_adapter_info().await.unwrap_or_default();
-        let software = web.is_software();
-        let options = GpuOptions {
-            matmul_tiling: software.then(|| MatmulTiling::for_adapter(true)),
-            ..GpuOptions::default()
+        drop(file);
+        let gpu_failure = match open_gpu(bytes).await {
+            Ok((model, adapter)) => {
+                return Ok(Self {
+                    backend: Backend::Gpu(Box::new(GpuEngine {
+                        model,
+                        session: RefCell::new(None),
+                    })),
+                    tokenizer,
+                    description: format!("WebGPU on {adapter}"),
+                });
+            }
+            Err(e) => e,
         };
-        let gpu = Gpu::new(&options).await.context("opening WebGPU")?;
-        let info = &gpu.info().adapter;
-        // Browsers may hide the adapter's name; say so rather than print nothing.
-        let named = [&info.name, &info.driver, &info.driver_info]
-            .into_iter()
-            .find(|s| !s.is_empty())
-            .cloned()
-            .or_else(|| web.label())
-            .unwrap_or_else(|| "an adapter the browser does not name".into());
-        let adapter = if software {
-            format!("{named} (software)")
-        } else {
-            named
-        };
-        let model = GpuModel::load(gpu, bytes).context("loading the model onto the GPU")?;
+        js::log(&format!(
+            "no WebGPU engine ({gpu_failure:#}); drafting on the CPU"
+        ));
+        let worker = CpuWorker::start(bytes)
+            .await
+            .with_context(|| format!("no WebGPU ({gpu_failure:#}), and the CPU worker failed"))?;
+        let description = format!(
+            "CPU ({} kernels, in a Web Worker): WebGPU is not available here ({gpu_failure:#})",
+            worker.kernels
+        );
         Ok(Self {
-            model,
-            session: RefCell::new(None),
+            backend: Backend::Cpu(worker),
             tokenizer,
-            adapter,
+            description,
         })
+    }
+
+    /// Whether it drafts on the GPU.
+    pub(crate) fn on_gpu(&self) -> bool {
+        matches!(self.backend, Backend::Gpu(_))
     }
 
     /// Prompt text to tokens as the titan tokenizes it (BOS first where the
@@ -75,14 +121,20 @@ impl DraftEngine {
         params: &SamplingParams,
         k: usize,
     ) -> Result<Vec<u32>> {
-        // Taken out while the GPU works, so no RefCell borrow is held across an await.
-        let taken = self.session.borrow_mut().take();
-        let mut session = match taken {
-            Some(s) => s,
-            None => self.model.new_session(SESSION_POSITIONS)?,
-        };
-        let drafts = self.model.draft(&mut session, context, params, k).await;
-        *self.session.borrow_mut() = Some(session);
-        Ok(drafts?)
+        match &self.backend {
+            Backend::Gpu(gpu) => {
+                let GpuEngine { model, session } = gpu.as_ref();
+                // Taken out while the GPU works, so no RefCell borrow is held across an await.
+                let taken = session.borrow_mut().take();
+                let mut s = match taken {
+                    Some(s) => s,
+                    None => model.new_session(SESSION_POSITIONS)?,
+                };
+                let drafts = model.draft(&mut s, context, params, k).await;
+                *session.borrow_mut() = Some(s);
+                Ok(drafts?)
+            }
+            Backend::Cpu(worker) => worker.draft(context, params, k).await,
+        }
     }
 }

@@ -3,7 +3,8 @@
 //! Today it downloads the draft model from the titan that served it (with
 //! progress, checked against the sha256 the titan publishes, kept in the
 //! browser's Cache Storage so a reload does not fetch it again), opens the
-//! WebGPU engine of `kernels-wgsl` on it, and drafts greedy tokens for a prompt
+//! WebGPU engine of `kernels-wgsl` on it (or, without WebGPU, kernels-cpu's model
+//! in a Web Worker, the `scout-cpu-worker` bin), and drafts greedy tokens for a prompt
 //! with the exact rules the titan verifies by. Its libp2p node dials the titan
 //! over webrtc-direct and drafts the work units it pulls (scout mode, on by
 //! default). Chat builds on these parts.
@@ -16,6 +17,8 @@ mod app;
 #[cfg(target_arch = "wasm32")]
 mod chat;
 #[cfg(target_arch = "wasm32")]
+mod cpu_worker;
+#[cfg(target_arch = "wasm32")]
 mod engine;
 #[cfg(target_arch = "wasm32")]
 mod identity;
@@ -25,6 +28,8 @@ mod js;
 mod mesh;
 #[cfg(target_arch = "wasm32")]
 mod model_file;
+#[cfg(target_arch = "wasm32")]
+mod worker_messages;
 
 #[cfg(target_arch = "wasm32")]
 fn main() {
