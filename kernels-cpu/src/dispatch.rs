@@ -34,7 +34,8 @@ pub enum KernelPath {
     /// aarch64 Advanced SIMD with the `dotprod` extension (SDOT).
     NeonDotprod,
     /// wasm32 SIMD (`simd128`, chosen at compile time: wasm has no run-time detection).
-    /// Has SIMD kernels for the ternary formats; the others run the scalar reference.
+    /// SIMD kernels for Q4_0, Q4_1, Q8_0 and the ternary formats; the float formats run
+    /// the scalar reference.
     Simd128,
 }
 

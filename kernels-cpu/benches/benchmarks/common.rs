@@ -48,12 +48,37 @@ pub(crate) fn tables() -> Vec<&'static Kernels> {
         .collect()
 }
 
-/// A rayon pool of `n` threads.
-pub(crate) fn pool(n: usize) -> rayon::ThreadPool {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(n)
-        .build()
-        .expect("thread pool")
+/// `n` threads to run benched loops on: a rayon pool, or this thread alone on wasm32
+/// (which has none; Node's WASI cannot spawn them).
+pub(crate) struct Threads(Option<rayon::ThreadPool>);
+
+impl Threads {
+    /// Runs `f` on these threads.
+    pub(crate) fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        match &self.0 {
+            Some(p) => p.install(f),
+            None => f(),
+        }
+    }
+}
+
+/// Whether `n` threads can run here (wasm32 has one).
+pub(crate) fn threads_available(n: usize) -> bool {
+    n == 1 || !cfg!(target_family = "wasm")
+}
+
+/// `n` threads (see [`threads_available`]).
+pub(crate) fn pool(n: usize) -> Threads {
+    if cfg!(target_family = "wasm") {
+        assert!(n == 1, "wasm32 has no threads: {n} asked for");
+        return Threads(None);
+    }
+    Threads(Some(
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .expect("thread pool"),
+    ))
 }
 
 /// A group with short measurements (the whole suite must run in a few minutes).
@@ -129,7 +154,7 @@ pub(crate) fn bench_matmul(c: &mut Criterion, name: &str, shape: Shape, threads:
         a.prepare_with(k, format, &x, batch, cols);
         let mut y = vec![0.0; rows * batch];
         for &t in threads {
-            if k.path() == KernelPath::Scalar && t > 1 {
+            if (k.path() == KernelPath::Scalar && t > 1) || !threads_available(t) {
                 continue;
             }
             let p = pool(t);

@@ -24,7 +24,7 @@ use kernels_cpu::{
 };
 use rayon::prelude::*;
 
-use super::common::{group, inputs, pool, tables, weights};
+use super::common::{group, inputs, pool, tables, threads_available, weights};
 
 /// Per case: the best GB/s of the kernel and of a streaming sum over the same bytes,
 /// interleaved run by run (other tenants of a shared machine change the bandwidth from
@@ -73,7 +73,7 @@ fn bandwidth(c: &mut Criterion) {
     let buf: Vec<u64> = (0..PROBE / 8).map(|i| i as u64).collect();
     let mut g = group(c, "bandwidth/stream-sum-1GiB");
     g.throughput(Throughput::Bytes(PROBE as u64));
-    for t in [1, 2] {
+    for t in [1, 2].into_iter().filter(|&t| threads_available(t)) {
         let p = pool(t);
         let mut i = 0;
         let probe = p.install(|| {
@@ -173,7 +173,7 @@ fn bench(c: &mut Criterion, f: WeightFormat, rows: usize, cols: usize, batch: us
         let mut a = Activations::with_precision(p);
         a.prepare_with(k, f, &x, batch, cols);
         let mut y = vec![0.0; rows * batch];
-        for t in [1, 2] {
+        for t in [1, 2].into_iter().filter(|&t| threads_available(t)) {
             let pl = pool(t);
             let mut i = 0;
             let words: Vec<&[u64]> = ws64.iter().map(|w| &w[..]).collect();
@@ -220,7 +220,7 @@ fn validate_speed(f: WeightFormat) {
     let copies = DRAM_BYTES.div_ceil(w.len());
     let ws: Vec<Vec<u8>> = (0..copies).map(|_| w.clone()).collect();
     let ws64: Vec<Vec<u64>> = (0..copies).map(|_| vec![1u64; w.len() / 8]).collect();
-    for t in [1, 2] {
+    for t in [1, 2].into_iter().filter(|&t| threads_available(t)) {
         let (mut i, mut j) = (0, 0);
         let gbps = pool(t).install(|| {
             best_gbps(
