@@ -1,7 +1,9 @@
 //! The browser scout in a real browser: Debian's Chromium, headless, with WebGPU on its
 //! SwiftShader adapter (`--enable-unsafe-webgpu`), driven by Playwright
 //! (`e2e/js/browser.mjs`) against a real `titan serve` that serves the app Trunk built
-//! (`cargo xtask app`, which `cargo xtask ci` runs first) and the default model.
+//! (`cargo xtask app`, which `cargo xtask ci` runs first) and the default model. On a
+//! software adapter the page drafts on the CPU worker unless its address says
+//! `?engine=webgpu`, so the tests that are about WebGPU ask for it.
 //!
 //! Screenshots land in `$CARGO_TARGET_DIR/e2e-artifacts/browser/`.
 
@@ -48,10 +50,14 @@ fn one_drafting_browser() -> MutexGuard<'static, ()> {
 }
 
 /// Opens the titan's page in Chromium and reports what it showed.
-fn open_page(titan: &TitanServer, extra: &[&str]) -> Value {
+/// The page's address asking for WebGPU whatever the adapter (by default the page drafts
+/// on the CPU where the adapter is software, as SwiftShader is here).
+const WEBGPU: &str = "?engine=webgpu";
+
+fn open_page(titan: &TitanServer, query: &str, extra: &[&str]) -> Value {
     let (node, script) = e2e::js_script("browser.mjs").expect("the browser driver");
     let js = script.parent().expect("the js folder").to_path_buf();
-    let url = format!("http://{}/", titan.addr);
+    let url = format!("http://{}/{query}", titan.addr);
     let out_dir = artifacts();
     let out = std::process::Command::new(&node)
         .arg(&script)
@@ -150,8 +156,11 @@ fn the_page_loads_the_model_checks_and_caches_it_and_drafts_on_webgpu_like_the_c
         &app.to_string_lossy(),
     ])
     .expect("titan serve");
+    // SwiftShader is slower than the CPU worker, so the page would pick the CPU; the
+    // address asks for WebGPU.
     let report = open_page(
         &titan,
+        WEBGPU,
         &[
             "--count",
             &drafts.to_string(),
@@ -245,7 +254,7 @@ fn a_titan_that_offers_no_model_gets_a_clear_message_on_the_page() {
         &app_dir().to_string_lossy(),
     ])
     .expect("titan");
-    let report = open_page(&titan, &[]);
+    let report = open_page(&titan, "", &[]);
     assert_eq!(report["model"]["state"], "failed", "{report:#}");
     assert!(
         text(&report, "model").contains("offers no draft model"),
@@ -370,7 +379,16 @@ fn scout_mode(listen: &[&str], page_flags: &[&str], transport: &str, marker: &st
     let answer = complete(&titan, prompt, max_tokens);
     assert_eq!(answer, reference, "the browser's drafts changed the text");
     let remote = metric(titan.addr, "shard:remote_draft_tokens_total").expect("metric");
-    assert!(remote > 0.0, "the titan counted no drafts from scouts");
+    if remote == 0.0 {
+        // Let the page go so its console says why it drafted nothing.
+        drop(driver.stdin.take());
+        let rest: Vec<String> = lines.map_while(Result::ok).collect();
+        let _ = driver.wait();
+        panic!(
+            "the titan counted no drafts from scouts; the page's report: {}",
+            rest.last().map_or("(none)", String::as_str)
+        );
+    }
     let by_browser = wait_until(
         Duration::from_secs(10),
         "the peer book to count the drafts",
@@ -393,6 +411,18 @@ fn scout_mode(listen: &[&str], page_flags: &[&str], transport: &str, marker: &st
     let report: Value = serde_json::from_str(rest.last().expect("a report")).expect("report JSON");
     eprintln!("{report:#}");
     assert!(report["error"].is_null(), "{report:#}");
+    // The page picked the faster engine: WebGPU on a hardware adapter, the CPU worker
+    // where the adapter is software (SwiftShader, as here).
+    let engine = text(&report, "engine");
+    if engine.starts_with("WebGPU") {
+        assert!(!engine.contains("(software)"), "{report:#}");
+    } else {
+        assert!(
+            engine.starts_with("CPU (simd128 kernels, in a Web Worker)")
+                && engine.contains("is software"),
+            "{report:#}"
+        );
+    }
     let drafted = count(&report, "drafted");
     let accepted = count(&report, "accepted");
     assert_eq!(
@@ -407,7 +437,7 @@ fn scout_mode(listen: &[&str], page_flags: &[&str], transport: &str, marker: &st
 /// the page scouts for it, and checks what every chat test checks: the streamed answer is
 /// plain decoding's, the page drafted and the titan counted it, and the conversation and
 /// the page's libp2p identity came back after a reload. Returns the page's report.
-fn chat_from_the_page(page_flags: &[&str], shot: &str) -> Value {
+fn chat_from_the_page(query: &str, page_flags: &[&str], shot: &str) -> Value {
     let question = "What is the capital of France?";
     let max_tokens = 8;
     let plain = TitanServer::start(&["--model", "smollm2-135m", "--no-mesh"]).expect("plain titan");
@@ -435,7 +465,7 @@ fn chat_from_the_page(page_flags: &[&str], shot: &str) -> Value {
     let max = max_tokens.to_string();
     let mut flags = vec!["--chat", question, "--max-tokens", &max, "--shot", shot];
     flags.extend_from_slice(page_flags);
-    let report = open_page(&titan, &flags);
+    let report = open_page(&titan, query, &flags);
     eprintln!("{report:#}");
     assert_eq!(report["chat_status"]["state"], "done", "{report:#}");
     let chat = report["chat"].as_array().expect("the chat log");
@@ -474,7 +504,7 @@ fn chat_from_the_page(page_flags: &[&str], shot: &str) -> Value {
 fn a_chat_from_the_page_streams_the_titans_greedy_answer_drafted_by_the_page_and_survives_a_reload()
 {
     let _browser = one_drafting_browser();
-    let report = chat_from_the_page(&[], "chat.png");
+    let report = chat_from_the_page(WEBGPU, &[], "chat.png");
     assert!(text(&report, "engine").starts_with("WebGPU"), "{report:#}");
 }
 
@@ -484,6 +514,7 @@ fn without_webgpu_the_page_drafts_on_the_cpu_in_a_web_worker_and_the_chat_is_the
     // No `--enable-unsafe-webgpu`, and WebGPU switched off outright, so the page
     // finds no `navigator.gpu` at all.
     let report = chat_from_the_page(
+        "",
         &[
             "--no-webgpu",
             "--chromium-arg",

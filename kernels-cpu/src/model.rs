@@ -30,6 +30,10 @@ use shared_protocol::model::Rope;
 
 use crate::{Precision, WeightFormat};
 
+/// Long inputs are fed in slices of at most this many tokens, bounding scratch memory
+/// (a slice of 512 needs ~5 MB of activations for the default model).
+pub const PREFILL_CHUNK: usize = 512;
+
 /// Why a model cannot be loaded or a pass cannot run on the CPU.
 #[derive(Debug, thiserror::Error)]
 pub enum CpuModelError {

@@ -1,6 +1,9 @@
 //! The scout's draft engine in the browser: `kernels-wgsl`'s GPU model on WebGPU,
-//! or, where WebGPU is missing or fails, kernels-cpu's model in a Web Worker
-//! ([`CpuWorker`]); the tokenizer comes from the same GGUF file either way.
+//! or kernels-cpu's model in a Web Worker ([`CpuWorker`]) where WebGPU is missing or
+//! fails, or where the browser's adapter is software (SwiftShader runs the shaders on
+//! the CPU, some 20× slower than the simd128 kernels: 0.4 against 9 tokens/s for the
+//! default model on the CI machine). `?engine=webgpu` or `?engine=cpu` in the page's
+//! address overrides the choice. The tokenizer comes from the same GGUF file either way.
 
 use std::cell::RefCell;
 
@@ -34,12 +37,32 @@ pub(crate) struct DraftEngine {
     pub(crate) description: String,
 }
 
+/// Which engine the page's address asks for (`?engine=webgpu|cpu`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Preference {
+    /// WebGPU on a hardware adapter, else the CPU.
+    Fastest,
+    /// WebGPU whatever the adapter (the CPU only where WebGPU fails).
+    WebGpu,
+    /// The CPU worker.
+    Cpu,
+}
+
+impl Preference {
+    fn from_page() -> Self {
+        match js::query_param("engine").as_deref() {
+            Some("webgpu" | "gpu") => Self::WebGpu,
+            Some("cpu") => Self::Cpu,
+            _ => Self::Fastest,
+        }
+    }
+}
+
 /// The GPU model on WebGPU, and the adapter as the browser names it.
-async fn open_gpu(bytes: &[u8]) -> Result<(GpuModel, String)> {
+async fn open_gpu(bytes: &[u8], web: &js::WebAdapterInfo) -> Result<(GpuModel, String)> {
     // wgpu cannot tell a software adapter on the web; the browser can. On one, each
     // invocation is a CPU SIMD lane and every barrier costs, so the matmul gets the
     // software tiling, as lavapipe does natively.
-    let web = js::web_adapter_info().await.unwrap_or_default();
     let software = web.is_software();
     let options = GpuOptions {
         matmul_tiling: software.then(|| MatmulTiling::for_adapter(true)),
@@ -64,15 +87,33 @@ async fn open_gpu(bytes: &[u8]) -> Result<(GpuModel, String)> {
 }
 
 impl DraftEngine {
-    /// Opens WebGPU and uploads the model; where that fails (no WebGPU, no adapter, a
-    /// device request refused, a model the GPU cannot hold) it starts the CPU worker
-    /// and says why in [`DraftEngine::description`]. Errors when neither works, or
-    /// the file is not a model.
+    /// Opens the engine the page wants ([`Preference`]): WebGPU with the model
+    /// uploaded, unless the adapter is software or the address asks for the CPU; where
+    /// WebGPU fails (none, no adapter, a device request refused, a model the GPU cannot
+    /// hold) it starts the CPU worker. [`DraftEngine::description`] says which and why.
+    /// Errors when neither works, or the file is not a model.
     pub(crate) async fn open(bytes: &[u8]) -> Result<Self> {
         let file = GgufFile::parse(bytes).context("reading the model file")?;
         let tokenizer = Tokenizer::from_gguf(&file).context("reading the tokenizer")?;
         drop(file);
-        let gpu_failure = match open_gpu(bytes).await {
+        let preference = Preference::from_page();
+        let web = js::web_adapter_info().await;
+        let why_cpu = match (preference, &web) {
+            (Preference::Cpu, _) => Some("the page's address asks for it (engine=cpu)".to_owned()),
+            (Preference::Fastest, Some(web)) if web.is_software() => Some(format!(
+                "the browser's WebGPU adapter ({}) is software, slower than these kernels; \
+                 add ?engine=webgpu to the address to use it anyway",
+                web.label().unwrap_or_else(|| "unnamed".into())
+            )),
+            _ => None,
+        };
+        if let Some(why) = why_cpu {
+            match CpuWorker::start(bytes).await {
+                Ok(worker) => return Ok(Self::on_cpu(worker, tokenizer, &why)),
+                Err(e) => js::log(&format!("the CPU worker failed ({e:#}); trying WebGPU")),
+            }
+        }
+        let gpu_failure = match open_gpu(bytes, &web.unwrap_or_default()).await {
             Ok((model, adapter)) => {
                 return Ok(Self {
                     backend: Backend::Gpu(Box::new(GpuEngine {
@@ -91,15 +132,20 @@ impl DraftEngine {
         let worker = CpuWorker::start(bytes)
             .await
             .with_context(|| format!("no WebGPU ({gpu_failure:#}), and the CPU worker failed"))?;
-        let description = format!(
-            "CPU ({} kernels, in a Web Worker): WebGPU is not available here ({gpu_failure:#})",
-            worker.kernels
-        );
-        Ok(Self {
+        Ok(Self::on_cpu(
+            worker,
+            tokenizer,
+            &format!("WebGPU is not available here ({gpu_failure:#})"),
+        ))
+    }
+
+    fn on_cpu(worker: CpuWorker, tokenizer: Tokenizer, why: &str) -> Self {
+        let description = format!("CPU ({} kernels, in a Web Worker): {why}", worker.kernels);
+        Self {
             backend: Backend::Cpu(worker),
             tokenizer,
             description,
-        })
+        }
     }
 
     /// Whether it drafts on the GPU.

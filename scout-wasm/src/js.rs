@@ -25,6 +25,17 @@ pub(crate) fn window() -> anyhow::Result<web_sys::Window> {
     web_sys::window().ok_or_else(|| anyhow::anyhow!("no window (is this a worker?)"))
 }
 
+/// The value of `name` in the page's query string (`?engine=cpu`), if it is there.
+pub(crate) fn query_param(name: &str) -> Option<String> {
+    let search = web_sys::window()?.location().search().ok()?;
+    search
+        .trim_start_matches('?')
+        .split('&')
+        .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.to_owned())
+}
+
 /// Milliseconds since the page loaded.
 pub(crate) fn now_ms() -> f64 {
     web_sys::window()

@@ -9,9 +9,7 @@ use shared_protocol::sampling::SamplingParams;
 use crate::engine::{Logits, Model, ModelError, PassBuffers, PassInput, Session};
 use crate::speculative::{Drafter, FinishReason, Sequence, SpecStats, step};
 
-/// Prompts are fed in slices of this many tokens, bounding scratch memory
-/// (a slice of 512 needs ~5 MB of activations for the default model).
-pub const PREFILL_CHUNK: usize = 512;
+pub use kernels_cpu::model::PREFILL_CHUNK;
 
 #[derive(Clone, Debug)]
 pub struct GenerationOptions {

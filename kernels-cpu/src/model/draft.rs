@@ -5,13 +5,14 @@ use shared_protocol::drafting::common_prefix;
 use shared_protocol::model::Logits;
 use shared_protocol::sampling::{SamplingParams, sample_token};
 
-use super::{CpuModel, CpuModelError, Session};
+use super::{CpuModel, CpuModelError, PREFILL_CHUNK, Session};
 
 impl CpuModel {
     /// `k` tokens after `context`, each sampled with `params` at its own position (the
     /// request's shared randomness, so they are what the titan would pick). The
-    /// session's cached prefix of `context` is reused. No drafts when `context` is
-    /// empty or the drafts would not fit the model's context.
+    /// session's cached prefix of `context` is reused, and the rest is fed in slices of
+    /// at most [`PREFILL_CHUNK`] tokens. No drafts when `context` is empty or the
+    /// drafts would not fit the model's context.
     ///
     /// # Errors
     /// A failed pass (bad token ids); the session keeps what it held before that pass.
@@ -27,7 +28,13 @@ impl CpuModel {
         }
         let keep = common_prefix(session.tokens(), context).min(context.len() - 1);
         session.truncate(keep);
-        let mut feed = context[keep..].to_vec();
+        let mut rest = &context[keep..];
+        while rest.len() > PREFILL_CHUNK {
+            let (chunk, tail) = rest.split_at(PREFILL_CHUNK);
+            self.forward(session, chunk, Logits::None)?;
+            rest = tail;
+        }
+        let mut feed = rest.to_vec();
         let mut out = Vec::with_capacity(k);
         while out.len() < k {
             let position = (session.len() + feed.len()) as u64;

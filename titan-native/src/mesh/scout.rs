@@ -21,7 +21,7 @@ use libp2p::request_response;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify, kad};
 use shared_protocol::drafting::scout::{DraftJob, Drafted, ScoutAction, ScoutConfig, ScoutState};
-use shared_protocol::sampling::{SamplingParams, sample_token};
+use shared_protocol::sampling::SamplingParams;
 use shared_protocol::wire::gossip::GossipMessage;
 use shared_protocol::wire::verify::{Response, VERIFY_PROTOCOL};
 use tokio::sync::mpsc;
@@ -31,8 +31,7 @@ use super::codec::VerifyRequest;
 use super::{Role, identity, model_key};
 
 use crate::device::{Engine, draft_on_gpu};
-use crate::engine::{Model, PassBuffers, Session};
-use crate::generate::feed_prompts;
+use crate::engine::{Model, Session};
 
 /// Sessions whose tokens (and KV caches) a scout keeps.
 const MAX_SESSIONS: usize = 64;
@@ -297,20 +296,12 @@ fn drafter_thread(
 ) {
     match engine {
         DraftEngine::Cpu(model) => {
-            let mut buffers = model.new_pass_buffers();
             serve_jobs(
                 jobs,
                 done,
                 MAX_SESSIONS,
                 |job, session: &mut Session| {
-                    draft(
-                        &model,
-                        &mut buffers,
-                        session,
-                        &job.context,
-                        &job.params,
-                        job.k,
-                    )
+                    draft(&model, session, &job.context, &job.params, job.k)
                 },
                 || Ok::<_, std::convert::Infallible>(model.new_session()),
             );
@@ -366,32 +357,20 @@ fn serve_jobs<S, E: std::fmt::Display>(
     }
 }
 
-/// Samples `k` tokens after `context` with the request's shared randomness
-/// at the positions the titan will verify.
+/// Samples `k` tokens after `context` with the request's shared randomness at the
+/// positions the titan will verify: [`kernels_cpu::model::CpuModel::draft`], the browser
+/// scout's CPU drafting, on the model's thread pool.
 fn draft(
     model: &Model,
-    buffers: &mut PassBuffers,
     session: &mut Session,
     context: &[u32],
     params: &SamplingParams,
     k: usize,
 ) -> Vec<u32> {
-    let mut tokens = context.to_vec();
-    let mut out = Vec::with_capacity(k);
-    while out.len() < k && !tokens.is_empty() && tokens.len() < model.config.n_ctx {
-        let logits = match feed_prompts(model, buffers, &mut [(&mut *session, tokens.as_slice())]) {
-            Ok(mut l) => l.pop().unwrap_or_default(),
-            Err(e) => {
-                tracing::warn!("drafting failed: {e}");
-                break;
-            }
-        };
-        if logits.is_empty() {
-            break;
-        }
-        let t = sample_token(&logits, params, tokens.len() as u64);
-        out.push(t);
-        tokens.push(t);
-    }
-    out
+    model
+        .install(|| model.draft(session, context, params, k))
+        .unwrap_or_else(|e| {
+            tracing::warn!("drafting failed: {e}");
+            Vec::new()
+        })
 }
