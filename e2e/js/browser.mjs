@@ -4,11 +4,15 @@
 //
 //   node browser.mjs --url http://127.0.0.1:PORT/ --out DIR
 //        [--prompt TEXT] [--count N] [--reload] [--no-webgpu] [--scout] [--shot FILE.png]
-//        [--chat TEXT --max-tokens N] [--chromium-arg SWITCH]...
+//        [--chat TEXT --max-tokens N [--drop-mid-answer]] [--chromium-arg SWITCH]...
 //
 // With --chat the message is sent from the chat panel at temperature 0 once the
 // page is scouting; the report has the streamed answer, and, after a reload,
-// the conversation the page kept.
+// the conversation the page kept. With --drop-mid-answer the page asks the titan
+// (DELETE /v1/system/peers/<its PeerId>) to close its libp2p connection once the
+// answer has begun and the titan has verified drafts of the page's for it; the report then has the answer as it stood,
+// the mesh states the page went through until it was scouting again (at most a
+// minute), and the time from sending the chat to that.
 //
 // With --scout the page is left to draft for the titan: once its mesh panel
 // says it is scouting, one JSON line {"event":"scouting",...} is printed; the
@@ -76,6 +80,16 @@ try {
       return el ? { state: el.dataset.state, text: el.textContent, tokens: el.dataset.tokens } : null;
     }, id);
 
+  // Polls `predicate(arg)` in the page until it resolves truthy. (waitForFunction
+  // takes the promise an async predicate returns as truthy at once.)
+  const until = async (predicate, arg, every = 100) => {
+    const end = Date.now() + timeout;
+    while (!(await page.evaluate(predicate, arg))) {
+      if (Date.now() > end) throw new Error(`timed out waiting for ${predicate}`);
+      await new Promise((r) => setTimeout(r, every));
+    }
+  };
+
   const started = Date.now();
   await page.goto(url);
   await settled("engine-status", ["ready", "failed"]);
@@ -90,17 +104,13 @@ try {
   if (result.engine.state === "ready" && opt("chat")) {
     await settled("mesh-status", ["scouting", "failed"]);
     result.mesh = await read("mesh-status");
-    // The titan records a scout when its first pull arrives; until then it would
-    // decode the chat alone. Wait for that, as the scout-mode test does.
+    // Until the page's first pull arrives the titan would decode the chat alone:
+    // wait for the titan to count one.
     const me = await peerId();
-    await page.waitForFunction(
-      async (me) => {
-        const peers = await (await fetch("/v1/system/peers")).json();
-        return peers.peers.some((p) => p.peer_id === me && p.role === "scout");
-      },
-      me,
-      { timeout, polling: 250 },
-    );
+    await until(async (me) => {
+      const peers = await (await fetch("/v1/system/peers")).json();
+      return peers.peers.some((p) => p.peer_id === me && p.role === "scout" && p.pulls > 0);
+    }, me, 250);
     await page.fill("#chat-temperature", "0");
     await page.fill("#chat-max-tokens", opt("max-tokens", "16"));
     await page.fill("#chat-input", opt("chat"));
@@ -112,8 +122,40 @@ try {
       return m && m.dataset.role === "assistant" && m.textContent.length > 0;
     }, null, { timeout, polling: 100 });
     result.first_token_ms = Date.now() - sent;
+    let watching = null;
+    if (flag("drop-mid-answer")) {
+      // Once the titan has verified drafts of the page's for this answer.
+      await until(async (me) => {
+        const peers = await (await fetch("/v1/system/peers")).json();
+        return peers.peers.some((p) => p.peer_id === me && p.drafted > 0);
+      }, me, 20);
+      result.peers_at_drop = await page.evaluate(async () => (await fetch("/v1/system/peers")).json());
+      result.metrics_at_drop = await page.evaluate(async () =>
+        (await (await fetch("/metrics")).text()).split("\n").filter((l) => l.includes("remote_")));
+      result.answer_at_drop = await page.evaluate(() => [...document.querySelectorAll("#chat-log .msg")].pop().textContent);
+      result.drop = await page.evaluate(async (me) => {
+        const r = await fetch(`/v1/system/peers/${me}`, { method: "DELETE" });
+        return { status: r.status, body: await r.json() };
+      }, me);
+      // The mesh states the page goes through until it is scouting again.
+      result.mesh_states = [];
+      watching = (async () => {
+        const until = Date.now() + 60000;
+        while (Date.now() < until) {
+          const m = await read("mesh-status");
+          if (m && result.mesh_states.at(-1) !== m.state) result.mesh_states.push(m.state);
+          if (result.mesh_states.length > 1 && m?.state === "scouting") break;
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      })();
+    }
     await settled("chat-status", ["done", "failed", "stopped"]);
     result.chat_ms = Date.now() - sent;
+    if (watching) {
+      await watching;
+      result.mesh_after_drop = await read("mesh-status");
+      result.reconnected_ms = Date.now() - sent;
+    }
     result.chat_status = await read("chat-status");
     result.chat = await chatLog();
     result.counts = await page.evaluate(() => ({ ...document.getElementById("scout-counts").dataset }));

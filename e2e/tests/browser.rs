@@ -433,13 +433,19 @@ fn scout_mode(listen: &[&str], page_flags: &[&str], transport: &str, marker: &st
     assert!(artifacts().join(shot).is_file());
 }
 
+/// A short question (8 tokens of answer).
+const CAPITAL: (&str, usize) = ("What is the capital of France?", 8);
+
 /// Sends `question` from the page's chat (greedy, `max_tokens`) to a meshed titan while
 /// the page scouts for it, and checks what every chat test checks: the streamed answer is
 /// plain decoding's, the page drafted and the titan counted it, and the conversation and
 /// the page's libp2p identity came back after a reload. Returns the page's report.
-fn chat_from_the_page(query: &str, page_flags: &[&str], shot: &str) -> Value {
-    let question = "What is the capital of France?";
-    let max_tokens = 8;
+fn chat_from_the_page(
+    query: &str,
+    page_flags: &[&str],
+    shot: &str,
+    (question, max_tokens): (&str, usize),
+) -> Value {
     let plain = TitanServer::start(&["--model", "smollm2-135m", "--no-mesh"]).expect("plain titan");
     let body = serde_json::json!({
         "model": "smollm2-135m",
@@ -482,7 +488,7 @@ fn chat_from_the_page(query: &str, page_flags: &[&str], shot: &str) -> Value {
     let drafted = count(&report, "drafted");
     assert!(drafted > 0, "{report:#}");
     let remote = metric(titan.addr, "shard:remote_draft_tokens_total").expect("metric");
-    assert!(remote > 0.0);
+    assert!(remote > 0.0, "{report:#}");
     // The conversation came back after the reload.
     assert_eq!(report["chat_after_reload"], report["chat"], "{report:#}");
     // And so did the page's libp2p identity: one scout across reloads.
@@ -504,7 +510,7 @@ fn chat_from_the_page(query: &str, page_flags: &[&str], shot: &str) -> Value {
 fn a_chat_from_the_page_streams_the_titans_greedy_answer_drafted_by_the_page_and_survives_a_reload()
 {
     let _browser = one_drafting_browser();
-    let report = chat_from_the_page(WEBGPU, &[], "chat.png");
+    let report = chat_from_the_page(WEBGPU, &[], "chat.png", CAPITAL);
     assert!(text(&report, "engine").starts_with("WebGPU"), "{report:#}");
 }
 
@@ -521,6 +527,7 @@ fn without_webgpu_the_page_drafts_on_the_cpu_in_a_web_worker_and_the_chat_is_the
             "--disable-blink-features=WebGPU",
         ],
         "chat-cpu.png",
+        CAPITAL,
     );
     let engine = text(&report, "engine");
     assert!(
@@ -530,4 +537,36 @@ fn without_webgpu_the_page_drafts_on_the_cpu_in_a_web_worker_and_the_chat_is_the
     assert!(engine.contains("WebGPU is not available"), "{report:#}");
     // The CPU model drafts what the titan would pick: greedy drafts are accepted.
     assert!(count(&report, "accepted") > 0, "{report:#}");
+}
+
+#[test]
+fn when_the_titan_drops_the_page_mid_answer_the_page_reconnects_and_the_answer_is_whole() {
+    let _browser = one_drafting_browser();
+    // A long answer, so the connection goes while most of it is still to come.
+    let report = chat_from_the_page(
+        "",
+        &["--drop-mid-answer"],
+        "chat-dropped.png",
+        ("Write a short story about a robot who learns to paint.", 96),
+    );
+    assert_eq!(report["drop"]["status"], 200, "{report:#}");
+    // The drop came mid-answer: the answer grew after it.
+    let at_drop = report["answer_at_drop"].as_str().unwrap_or_default();
+    let whole = report["chat"][1]["content"].as_str().unwrap_or_default();
+    assert!(
+        !at_drop.is_empty() && at_drop.len() < whole.len() && whole.starts_with(at_drop),
+        "{report:#}"
+    );
+    // The page saw the connection go, and dialed again.
+    let states: Vec<&str> = report["mesh_states"]
+        .as_array()
+        .map(|s| s.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    assert!(
+        states
+            .iter()
+            .any(|s| *s == "reconnecting" || *s == "connecting"),
+        "{report:#}"
+    );
+    assert_eq!(report["mesh_after_drop"]["state"], "scouting", "{report:#}");
 }

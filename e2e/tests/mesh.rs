@@ -425,3 +425,39 @@ fn identity_and_webrtc_certhash_survive_a_restart_and_a_native_webrtc_client_con
     let report = probe(&["--connect", &webrtc, "--rounds", "10"]);
     assert_eq!(report["peer_id"], id1.as_str());
 }
+
+#[test]
+fn an_operator_can_disconnect_a_peer_and_bad_peer_ids_are_named() {
+    let t = titan(&[]);
+    let addr = listen_addr(&t, "tcp").unwrap();
+    let scout = Scout::start(&addr).unwrap();
+    wait_for_scouts(&t, 1);
+    let peers = get_json(&t, "/v1/system/peers").unwrap();
+    let scout_id = peers["peers"][0]["peer_id"].as_str().unwrap().to_owned();
+
+    let r = http(t.addr, "DELETE", "/v1/system/peers/not-a-peer", b"").unwrap();
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("is not a PeerId"), "{}", r.body);
+    // A well-formed PeerId the titan is not connected to: its own.
+    let own = peers["peer_id"].as_str().unwrap();
+    let r = http(t.addr, "DELETE", &format!("/v1/system/peers/{own}"), b"").unwrap();
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert!(r.body.contains("is not connected"), "{}", r.body);
+
+    let r = http(
+        t.addr,
+        "DELETE",
+        &format!("/v1/system/peers/{scout_id}"),
+        b"",
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    // The scout sees the titan go, and joins again by itself.
+    wait_until(
+        Duration::from_secs(20),
+        "the scout to lose the titan",
+        || Ok(scout.log().contains("titan disconnected").then_some(())),
+    )
+    .unwrap();
+    wait_for_scouts(&t, 1);
+}

@@ -6,6 +6,11 @@
 //! events into its inputs and carries out its actions, as the native scout does.
 //! The scout opens every stream (browsers' WebRTC transport fails on streams the
 //! remote opens; ../shared/notes/browser-scout.md).
+//!
+//! The browser's webrtc-direct transport never reports a connection the titan
+//! closed (libp2p-webrtc-websys 0.5 does not watch the peer connection's state),
+//! so the page judges the connection itself: a failed ping ([`PING_EVERY`]) or a
+//! failed verify request closes it, and the page dials again.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -32,6 +37,11 @@ use crate::js;
 const MAX_K: u8 = 4;
 /// Sessions whose tokens the scout keeps (one GPU draft session serves them all).
 const MAX_SESSIONS: usize = 16;
+/// How often the titan is pinged, and how long a ping may take before the
+/// connection counts as dead.
+const PING_EVERY: Duration = Duration::from_secs(3);
+/// How long a verify request may take (the titan holds a pull for 2 s).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// Redial backoff after a failed dial or a lost connection.
 const REDIAL_MS: [u64; 6] = [1_000, 2_000, 4_000, 8_000, 16_000, 30_000];
 
@@ -147,14 +157,18 @@ fn build_swarm() -> Result<Swarm<Behaviour>> {
                 identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), key.public())
                     .with_agent_version(Role::Scout.agent_version()),
             ),
-            ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(15))),
+            ping: ping::Behaviour::new(
+                ping::Config::new()
+                    .with_interval(PING_EVERY)
+                    .with_timeout(PING_EVERY),
+            ),
             verify: request_response::Behaviour::with_codec(
                 VerifyCodec,
                 [(
                     StreamProtocol::new(VERIFY_PROTOCOL),
                     ProtocolSupport::Outbound,
                 )],
-                request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
+                request_response::Config::default().with_request_timeout(REQUEST_TIMEOUT),
             ),
         })
         .context("the behaviours")?
@@ -258,8 +272,16 @@ pub(crate) async fn run(engine: Rc<DraftEngine>, model_id: String, view: MeshSig
                 SwarmEvent::Behaviour(BehaviourEvent::Verify(request_response::Event::OutboundFailure {
                     peer, error, ..
                 })) => {
-                    js::log(&format!("a verify request failed: {error}"));
+                    js::log(&format!("a verify request failed: {error}; closing the connection"));
                     state.request_failed(&peer, now_ms());
+                    // The ConnectionClosed that follows redials.
+                    let _ = swarm.disconnect_peer_id(peer);
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
+                    peer, result: Err(error), ..
+                })) if peer == titan => {
+                    js::log(&format!("a ping to the titan failed: {error}; closing the connection"));
+                    let _ = swarm.disconnect_peer_id(peer);
                 }
                 _ => {}
             },

@@ -91,6 +91,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/system/topology", get(system::topology))
         .route("/v1/system/peers", get(system::peers))
         .route(
+            "/v1/system/peers/{peer_id}",
+            axum::routing::delete(system::disconnect),
+        )
+        .route(
             "/v1/system/gossip",
             get(system::gossip).post(system::publish),
         )

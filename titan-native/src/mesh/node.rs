@@ -504,6 +504,12 @@ impl Node {
                     );
                 }
             }
+            ToMesh::Disconnect { peer } => {
+                // The close comes back as ConnectionClosed, which takes back its units.
+                if self.swarm.disconnect_peer_id(peer).is_err() {
+                    tracing::debug!(%peer, "asked to disconnect a peer that is not connected");
+                }
+            }
             ToMesh::Publish { topic, message } => {
                 let topic = gossipsub::IdentTopic::new(topic);
                 if let Err(e) = self

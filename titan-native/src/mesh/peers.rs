@@ -38,6 +38,8 @@ pub struct PeerInfo {
     pub drafted: u64,
     pub accepted: u64,
     pub acceptance_rate: Option<f64>,
+    /// Work pulls (`PullWork`) this peer sent us: a scout asking for work.
+    pub pulls: u64,
     /// Filled by the trust issue (golden tickets, timeliness).
     pub reputation: Option<f64>,
     /// Protocols it announced through identify.
@@ -59,6 +61,7 @@ impl PeerInfo {
             connected_since: None,
             rtt_ms: None,
             drafted: 0,
+            pulls: 0,
             accepted: 0,
             acceptance_rate: None,
             reputation: None,
@@ -131,6 +134,7 @@ impl PeerBook {
     /// `/shard/verify/1` stream itself).
     pub fn pulled_work(&mut self, peer: &PeerId) {
         let p = self.entry(peer);
+        p.pulls += 1;
         if p.role == Role::Unknown {
             p.role = Role::Scout;
         }

@@ -34,6 +34,9 @@ pub enum ToMesh {
     },
     /// The unit was taken back; late drafts for it are refused.
     Cancel { work: u64 },
+    /// Close every connection to this peer (an operator's `DELETE
+    /// /v1/system/peers/{peer}`); it may dial again.
+    Disconnect { peer: libp2p::PeerId },
     /// Publish on a gossip topic.
     Publish {
         topic: &'static str,

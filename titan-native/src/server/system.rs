@@ -3,14 +3,17 @@
 //! - `GET /v1/system/topology`: PeerId, role, listen multiaddrs (with the
 //!   webrtc-direct certhash), model and layer range.
 //! - `GET /v1/system/peers`: every known peer with role, addresses, RTT,
-//!   connection time, drafted/accepted tokens, reputation (placeholder).
+//!   connection time, work pulls, drafted/accepted tokens, reputation
+//!   (placeholder).
+//! - `DELETE /v1/system/peers/{peer_id}`: closes the connections to that peer
+//!   (it may dial again); 404 when it is not connected.
 //! - `GET /v1/system/gossip`: the last gossip messages received.
 //! - `POST /v1/system/gossip` `{"text": "..."}`: publishes a note on
 //!   `shard-ledger` (at most 1 KiB; diagnostics until the ledger issue).
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -42,6 +45,35 @@ pub(super) async fn peers(State(app): State<Arc<AppState>>) -> Response {
             axum::Json(json!({ "peer_id": m.peer_id.to_string(), "peers": peers })).into_response()
         }
         Err(e) => e.into_response(),
+    }
+}
+
+pub(super) async fn disconnect(
+    State(app): State<Arc<AppState>>,
+    Path(peer): Path<String>,
+) -> Response {
+    let m = match mesh(&app) {
+        Ok(m) => m,
+        Err(e) => return e.into_response(),
+    };
+    let Ok(peer_id) = peer.parse::<libp2p::PeerId>() else {
+        return ApiError::invalid(format!("{peer:?} is not a PeerId"), "peer_id").into_response();
+    };
+    let connected = m
+        .book
+        .lock()
+        .map(|b| b.is_connected(&peer_id))
+        .unwrap_or(false);
+    if !connected {
+        return ApiError {
+            status: StatusCode::NOT_FOUND,
+            ..ApiError::invalid(format!("peer {peer_id} is not connected"), "peer_id")
+        }
+        .into_response();
+    }
+    match m.to_mesh.try_send(ToMesh::Disconnect { peer: peer_id }) {
+        Ok(()) => axum::Json(json!({ "disconnecting": peer_id.to_string() })).into_response(),
+        Err(_) => ApiError::busy(1).into_response(),
     }
 }
 
