@@ -4,8 +4,12 @@
 //
 //   node browser.mjs --url http://127.0.0.1:PORT/ --out DIR
 //        [--prompt TEXT] [--count N] [--reload] [--no-webgpu] [--scout] [--shot FILE.png]
-//        [--chat TEXT --max-tokens N [--drop-mid-answer]] [--chromium-arg SWITCH]...
+//        [--chat TEXT --max-tokens N [--drop-mid-answer]] [--lose-gpu]
+//        [--chromium-arg SWITCH]...
 //
+// With --lose-gpu the page's WebGPU devices are destroyed (GPUDevice.destroy(), as
+// a driver reset or a lost GPU ends them) after the first draft, and the same draft
+// runs again: the report has it, and the engine line after it.
 // With --chat the message is sent from the chat panel at temperature 0 once the
 // page is scouting; the report has the streamed answer, and, after a reload,
 // the conversation the page kept. With --drop-mid-answer the page asks the titan
@@ -89,6 +93,20 @@ try {
       await new Promise((r) => setTimeout(r, every));
     }
   };
+
+  if (flag("lose-gpu")) {
+    // Keep every device the page asks for, so the driver can destroy them.
+    await page.addInitScript(() => {
+      window.__shardDevices = [];
+      if (typeof GPUAdapter === "undefined") return;
+      const requestDevice = GPUAdapter.prototype.requestDevice;
+      GPUAdapter.prototype.requestDevice = async function (...args) {
+        const device = await requestDevice.apply(this, args);
+        window.__shardDevices.push(device);
+        return device;
+      };
+    });
+  }
 
   const started = Date.now();
   await page.goto(url);
@@ -188,6 +206,18 @@ try {
     await settled("draft-output", ["done", "failed"]);
     result.draft = await read("draft-output");
     result.speed = (await read("draft-speed")).text;
+    if (flag("lose-gpu")) {
+      result.devices_destroyed = await page.evaluate(() => {
+        for (const d of window.__shardDevices) d.destroy();
+        return window.__shardDevices.length;
+      });
+      // Marked stale, so the wait below sees the new draft's state, not the old one.
+      await page.evaluate(() => { document.getElementById("draft-output").dataset.state = "stale"; });
+      await page.click("#draft-run");
+      await settled("draft-output", ["done", "failed"]);
+      result.draft_after_loss = await read("draft-output");
+      result.engine_after_loss = await read("engine-status");
+    }
   }
   if (!opt("chat")) await page.screenshot({ path: join(out, opt("shot", "scout-page.png")), fullPage: true });
   if (flag("reload")) {

@@ -570,3 +570,50 @@ fn when_the_titan_drops_the_page_mid_answer_the_page_reconnects_and_the_answer_i
     );
     assert_eq!(report["mesh_after_drop"]["state"], "scouting", "{report:#}");
 }
+
+#[test]
+fn when_the_gpu_is_lost_the_page_moves_to_the_cpu_worker_and_drafts_the_same() {
+    let _browser = one_drafting_browser();
+    let model = e2e::default_model().expect("the default model");
+    let titan = TitanServer::start(&[
+        "--model",
+        &model.to_string_lossy(),
+        "--no-mesh",
+        "--app",
+        &app_dir().to_string_lossy(),
+    ])
+    .expect("titan serve");
+    let report = open_page(
+        &titan,
+        WEBGPU,
+        &[
+            "--count",
+            "6",
+            "--prompt",
+            "The capital of France is",
+            "--lose-gpu",
+        ],
+    );
+    eprintln!("{report:#}");
+    assert!(report["error"].is_null(), "{report:#}");
+    assert!(text(&report, "engine").starts_with("WebGPU"), "{report:#}");
+    assert_eq!(report["draft"]["state"], "done", "{report:#}");
+    assert!(
+        report["devices_destroyed"].as_u64() >= Some(1),
+        "{report:#}"
+    );
+    // The draft the lost GPU could not finish ran on the CPU worker: the same tokens,
+    // and the page says where it drafts now and why.
+    assert_eq!(report["draft_after_loss"]["state"], "done", "{report:#}");
+    assert_eq!(
+        report["draft_after_loss"]["tokens"], report["draft"]["tokens"],
+        "{report:#}"
+    );
+    let engine = report["engine_after_loss"]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        engine.starts_with("CPU (simd128 kernels, in a Web Worker): WebGPU failed while drafting"),
+        "{report:#}"
+    );
+}

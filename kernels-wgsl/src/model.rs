@@ -18,7 +18,7 @@ mod session;
 pub use session::GpuSession;
 
 use kernels_cpu::QMatrix;
-use shared_protocol::drafting::common_prefix;
+use shared_protocol::drafting::draft_prefix;
 use shared_protocol::gguf::{GgufError, GgufFile};
 use shared_protocol::model::{
     ConfigError, FfnActivation, Logits, ModelConfig, ModelWeights, Rope, RopeStyle, TensorRef,
@@ -231,10 +231,9 @@ impl GpuModel {
         params: &SamplingParams,
         k: usize,
     ) -> Result<Vec<u32>, GpuModelError> {
-        if context.is_empty() || context.len() + k > session.capacity() {
+        let Some(keep) = draft_prefix(session.tokens(), context, k, session.capacity()) else {
             return Ok(Vec::new());
-        }
-        let keep = common_prefix(session.tokens(), context).min(context.len() - 1);
+        };
         session.truncate(keep);
         let mut feed = context[keep..].to_vec();
         let mut out = Vec::with_capacity(k);

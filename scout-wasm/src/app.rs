@@ -98,18 +98,22 @@ pub(crate) fn App() -> impl IntoView {
             "opening WebGPU and uploading the model",
         ));
         let started = js::now_ms();
-        match DraftEngine::open(&bytes).await {
+        match DraftEngine::open(&bytes, &offer).await {
             Ok(e) => {
                 drop(bytes);
                 engine_phase.set(Phase::new(
                     "ready",
                     format!(
                         "{} (ready in {:.1} s)",
-                        e.description,
+                        e.description(),
                         (js::now_ms() - started) / 1000.0
                     ),
                 ));
                 on_gpu.set(e.on_gpu());
+                e.set_on_fallback(move |description| {
+                    engine_phase.set(Phase::new("ready", description));
+                    on_gpu.set(false);
+                });
                 let e = Rc::new(e);
                 engine.set_value(Some(e.clone()));
                 mesh::run(e, offer.model_id.clone(), mesh_view).await;

@@ -1,7 +1,7 @@
 //! Drafting: a scout's `k` tokens after a context, as the GPU model drafts them
 //! (`kernels_wgsl::GpuModel::draft`), so a scout gives the same drafts on either.
 
-use shared_protocol::drafting::common_prefix;
+use shared_protocol::drafting::draft_prefix;
 use shared_protocol::model::Logits;
 use shared_protocol::sampling::{SamplingParams, sample_token};
 
@@ -23,10 +23,9 @@ impl CpuModel {
         params: &SamplingParams,
         k: usize,
     ) -> Result<Vec<u32>, CpuModelError> {
-        if context.is_empty() || context.len() + k > self.config.n_ctx {
+        let Some(keep) = draft_prefix(session.tokens(), context, k, self.config.n_ctx) else {
             return Ok(Vec::new());
-        }
-        let keep = common_prefix(session.tokens(), context).min(context.len() - 1);
+        };
         session.truncate(keep);
         let mut rest = &context[keep..];
         while rest.len() > PREFILL_CHUNK {

@@ -48,5 +48,19 @@ pub fn common_prefix(a: &[u32], b: &[u32]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
+/// How many of a draft session's `cached` tokens a draft of `k` tokens after
+/// `context` keeps: their common prefix, less the last context token, which is
+/// fed again for its logits. `None` when there is nothing to draft from or the
+/// context and drafts would not fit the session's `capacity` positions. The
+/// CPU and GPU models draft the same way from here (`CpuModel::draft`,
+/// `GpuModel::draft`): truncate to this, feed `context[keep..]`, then one
+/// token at a time.
+pub fn draft_prefix(cached: &[u32], context: &[u32], k: usize, capacity: usize) -> Option<usize> {
+    if context.is_empty() || context.len() + k > capacity {
+        return None;
+    }
+    Some(common_prefix(cached, context).min(context.len() - 1))
+}
+
 #[cfg(test)]
 mod tests;

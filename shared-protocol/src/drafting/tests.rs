@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::scout::{ScoutAction, ScoutConfig, ScoutState};
 use super::titan::ScoutsView;
-use super::{WorkUnit, common_prefix};
+use super::{WorkUnit, common_prefix, draft_prefix};
 use crate::sampling::SamplingParams;
 use crate::wire::verify::{Request, Response, VerdictMsg, Work};
 
@@ -367,4 +367,20 @@ fn the_titan_takes_drafts_only_from_the_scout_it_gave_the_unit() {
     view.work_for(SCOUT, &again);
     assert_eq!(view.peer_gone(&SCOUT), vec![4]);
     assert_eq!(view.known(&SCOUT, 1), None);
+}
+
+#[test]
+fn a_draft_keeps_the_cached_prefix_but_refeeds_the_last_context_token() {
+    // Nothing cached, a longer cache, a diverging cache, the whole context cached.
+    assert_eq!(draft_prefix(&[], &[1, 2, 3], 4, 16), Some(0));
+    assert_eq!(
+        draft_prefix(&[1, 2, 3, 9, 9], &[1, 2, 3, 4], 4, 16),
+        Some(3)
+    );
+    assert_eq!(draft_prefix(&[1, 7], &[1, 2, 3], 4, 16), Some(1));
+    assert_eq!(draft_prefix(&[1, 2, 3], &[1, 2, 3], 4, 16), Some(2));
+    // Nothing to draft from, and drafts past the session's capacity.
+    assert_eq!(draft_prefix(&[1], &[], 4, 16), None);
+    assert_eq!(draft_prefix(&[], &[1, 2, 3], 4, 7), Some(0));
+    assert_eq!(draft_prefix(&[], &[1, 2, 3], 5, 7), None);
 }
