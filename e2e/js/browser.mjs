@@ -14,9 +14,10 @@
 // page is scouting; the report has the streamed answer, and, after a reload,
 // the conversation the page kept. With --drop-mid-answer the page asks the titan
 // (DELETE /v1/system/peers/<its PeerId>) to close its libp2p connection once the
-// answer has begun and the titan has verified drafts of the page's for it; the report then has the answer as it stood,
-// the mesh states the page went through until it was scouting again (at most a
-// minute), and the time from sending the chat to that.
+// answer has begun and the titan has verified drafts of the page's for it; the
+// report then has the answer as it stood, the mesh states the page went through
+// until it was scouting again (at most a minute), and the time from sending the
+// chat to that.
 //
 // With --scout the page is left to draft for the titan: once its mesh panel
 // says it is scouting, one JSON line {"event":"scouting",...} is printed; the
@@ -147,9 +148,6 @@ try {
         const peers = await (await fetch("/v1/system/peers")).json();
         return peers.peers.some((p) => p.peer_id === me && p.drafted > 0);
       }, me, 20);
-      result.peers_at_drop = await page.evaluate(async () => (await fetch("/v1/system/peers")).json());
-      result.metrics_at_drop = await page.evaluate(async () =>
-        (await (await fetch("/metrics")).text()).split("\n").filter((l) => l.includes("remote_")));
       result.answer_at_drop = await page.evaluate(() => [...document.querySelectorAll("#chat-log .msg")].pop().textContent);
       result.drop = await page.evaluate(async (me) => {
         const r = await fetch(`/v1/system/peers/${me}`, { method: "DELETE" });
